@@ -1,0 +1,333 @@
+"""Talking to a kernel: one websocket, a permanent reader thread, reconnects.
+
+Why a permanent reader: websocket-client answers the server's pings only while
+some thread is inside ``recv``; a connection read only while a cell runs is
+closed by the server after ~90 idle seconds (the predecessor's "dies after
+about 2 minutes"). The reader also routes each message to the request that
+caused it (by ``parent_header.msg_id``), so traffic from other clients of the
+same kernel never leaks into a cell.
+
+Why ``TCP_QUICKACK`` before every read: tornado does not set ``TCP_NODELAY``
+on kernel websockets, so a naive client pays Nagle + delayed-ACK (~40 ms) per
+message burst. Re-arming QUICKACK makes the client ACK at once.
+
+When the socket drops, the reader reconnects with the same ``session_id``; the
+server replays what it buffered meanwhile, so a running cell loses nothing.
+If the server or kernel is gone, every waiting request gets a
+:class:`~binder_autorun.errors.ConnectionLost` within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import websocket
+
+from . import wire
+from .errors import AuthError, BinderAutorunError, ConnectionLost, KernelDied, ServerUnreachable
+from .server import JupyterServer
+
+log = logging.getLogger(__name__)
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+#: what an inbox yields: a message, or the exception that ended the stream
+Event = dict[str, Any] | BinderAutorunError
+
+
+class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
+    """Messages caused by one request, in arrival order (deduplicated on replay)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+
+class KernelChannel:
+    """One websocket to ``{base_url}api/kernels/{id}/channels``.
+
+    ``reconnect_window`` bounds how long a dropped connection is retried before
+    the server is declared gone; ``ping_after``/``pong_timeout`` bound how long a
+    silent connection (a network that vanished without a reset) goes unnoticed
+    while a request waits (see :meth:`check_alive`).
+    """
+
+    def __init__(
+        self,
+        server: JupyterServer,
+        kernel_id: str,
+        session_id: str | None = None,
+        connect_timeout: float = 10.0,
+        reconnect_window: float = 4.0,
+        ping_after: float = 2.0,
+        pong_timeout: float = 2.0,
+        on_kernel_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.kernel_id = kernel_id
+        self.session_id = session_id or wire.new_id()
+        self.connect_timeout = connect_timeout
+        self.reconnect_window = reconnect_window
+        self.ping_after = ping_after
+        self.pong_timeout = pong_timeout
+        self.on_kernel_status = on_kernel_status
+        self.protocol: str | None = None
+        self.reconnects = 0
+        self.last_activity = time.monotonic()
+        self._ws: websocket.WebSocket | None = None
+        self._inboxes: dict[str, Inbox] = {}
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._closed = False
+        self._lost: ConnectionLost | None = None
+        self._ping_sent: float | None = None
+        self._reader: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"KernelChannel({self.server.url!r}, kernel={self.kernel_id!r}, state={self.state!r})"
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.info.ws_url}api/kernels/{self.kernel_id}/channels?session_id={self.session_id}"
+
+    @property
+    def state(self) -> str:
+        if self._closed:
+            return "closed"
+        if self._lost is not None:
+            return "lost"
+        return "connected" if self._connected.is_set() else "reconnecting"
+
+    @property
+    def lost(self) -> ConnectionLost | None:
+        """The failure that ended this channel for good, if any."""
+        return self._lost
+
+    # -- connection ---------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the websocket and start the reader; raise one clear sentence on failure."""
+        self._ws = self._open(self.connect_timeout)
+        self._connected.set()
+        self._reader = threading.Thread(target=self._read_forever, name="binder-autorun-reader", daemon=True)
+        self._reader.start()
+
+    def _open(self, timeout: float) -> websocket.WebSocket:
+        try:
+            ws = websocket.create_connection(
+                self.url,
+                timeout=timeout,
+                header=[f"{k}: {v}" for k, v in self.server.info.headers.items()],
+                subprotocols=[wire.V1_PROTOCOL],
+                skip_utf8_validation=True,  # pure-Python UTF-8 checks cost seconds on big outputs
+                enable_multithread=True,
+                sockopt=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                suppress_origin=True,
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            if exc.status_code in (401, 403):
+                raise AuthError(
+                    f"The Jupyter server at {self.server.url} rejected the token for the kernel websocket "
+                    f"(HTTP {exc.status_code}); check the token."
+                ) from None
+            raise ConnectionLost(
+                f"The Jupyter server at {self.server.url} refused the kernel websocket (HTTP {exc.status_code}); "
+                "the kernel may be gone."
+            ) from None
+        except (OSError, websocket.WebSocketException):
+            raise ConnectionLost(f"Could not open the kernel websocket at {self.server.url}; the server may be gone.") from None
+        ws.settimeout(None)
+        self.protocol = ws.getsubprotocol()
+        log.debug("kernel websocket open (protocol %s)", self.protocol or "legacy")
+        return ws
+
+    def close(self) -> None:
+        """Close for good; waiting requests get a ConnectionLost."""
+        self._closed = True
+        self._connected.clear()
+        if self._ws is not None:
+            self._ws.close(timeout=1)
+        self._fail_all(ConnectionLost("The connection to the remote kernel was closed."))
+
+    # -- sending ------------------------------------------------------------
+
+    def send(self, msg: wire.Message) -> None:
+        """Send a message, waiting out a reconnect in progress."""
+        if not self._connected.wait(self.reconnect_window + self.connect_timeout):
+            raise self._lost or ConnectionLost(f"The connection to {self.server.url} did not come back.")
+        if self._lost is not None:
+            raise self._lost
+        frame = wire.encode(msg, self.protocol)
+        opcode = websocket.ABNF.OPCODE_BINARY if isinstance(frame, bytes) else websocket.ABNF.OPCODE_TEXT
+        for attempt in range(2):
+            ws = self._ws
+            assert ws is not None
+            try:
+                ws.send(frame, opcode)
+                return
+            except (OSError, websocket.WebSocketException):
+                # the reader sees the drop too and reconnects; wait for it and retry once
+                if ws is self._ws:
+                    self._connected.clear()
+                if attempt or not self._connected.wait(self.reconnect_window + self.connect_timeout) or self._lost:
+                    raise self._lost or ConnectionLost(f"The connection to {self.server.url} dropped.") from None
+
+    def request(self, msg: wire.Message) -> Inbox:
+        """Send ``msg`` and return the inbox that receives every message it causes."""
+        inbox = Inbox()
+        with self._lock:
+            if self._lost is not None:
+                raise self._lost
+            self._inboxes[msg["header"]["msg_id"]] = inbox
+        try:
+            self.send(msg)
+        except BaseException:
+            self.forget(msg["header"]["msg_id"])
+            raise
+        return inbox
+
+    def forget(self, msg_id: str) -> None:
+        """Stop routing messages of a finished request."""
+        with self._lock:
+            self._inboxes.pop(msg_id, None)
+
+    # -- liveness -----------------------------------------------------------
+
+    def check_alive(self) -> None:
+        """Ping a connection that has been silent; drop it if the pong does not come.
+
+        Called by a waiting request every second or so: costs nothing while
+        messages flow, and turns a silently vanished network into a drop that
+        the reader handles (reconnect or ConnectionLost) within seconds.
+        """
+        if not self._connected.is_set() or self._ws is None:
+            return
+        now = time.monotonic()
+        if self._ping_sent is not None and self.last_activity < self._ping_sent:
+            if now - self._ping_sent > self.pong_timeout:
+                log.info("no pong within %.1f s; treating the connection as dropped", self.pong_timeout)
+                self._ping_sent = None
+                self._abort_socket()
+            return
+        if now - self.last_activity > self.ping_after:
+            self._ping_sent = now
+            try:
+                self._ws.ping()
+            except (OSError, websocket.WebSocketException):
+                self._abort_socket()
+
+    def _abort_socket(self) -> None:
+        ws = self._ws
+        if ws is not None and ws.sock is not None:
+            try:
+                ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- reading ------------------------------------------------------------
+
+    def _read_forever(self) -> None:
+        while not self._closed:
+            ws = self._ws
+            assert ws is not None
+            try:
+                if _QUICKACK is not None and ws.sock is not None:
+                    ws.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                opcode, data = ws.recv_data(control_frame=True)
+            except (OSError, websocket.WebSocketException, AttributeError):
+                opcode, data = websocket.ABNF.OPCODE_CLOSE, b""
+            self.last_activity = time.monotonic()
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                text = opcode == websocket.ABNF.OPCODE_TEXT
+                try:
+                    self._dispatch(wire.decode(data.decode("utf-8") if text else data, self.protocol))
+                except (ValueError, KeyError, IndexError):
+                    log.warning("dropped an undecodable kernel message", exc_info=True)
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                if self._closed:
+                    return
+                self._connected.clear()
+                if not self._reconnect():
+                    return
+
+    def _dispatch(self, msg: wire.Message) -> None:
+        parent = wire.parent_id(msg)
+        with self._lock:
+            inbox = self._inboxes.get(parent) if parent else None
+        if inbox is not None:
+            msg_id = msg["header"].get("msg_id", "")
+            if msg_id in inbox.seen:
+                return  # replayed after a reconnect
+            inbox.seen.add(msg_id)
+            inbox.put(msg)
+            return
+        if wire.msg_type(msg) == "status" and not parent:
+            state = msg["content"].get("execution_state", "")
+            if state in ("restarting", "dead"):
+                self._kernel_died(state)
+
+    def _kernel_died(self, state: str) -> None:
+        log.info("the server reports the remote kernel %s", state)
+        if self.on_kernel_status is not None:
+            self.on_kernel_status(state)
+        restarted = "was restarted by the server" if state == "restarting" else "is dead"
+        self._fail_all(
+            KernelDied(
+                f"The remote kernel died (crashed or ran out of memory) and {restarted}; "
+                "its variables and imports are lost, so re-run the cells this one needs."
+            )
+        )
+
+    def _fail_all(self, error: BinderAutorunError) -> None:
+        with self._lock:
+            inboxes = list(self._inboxes.values())
+        for inbox in inboxes:
+            inbox.put(error)
+
+    def _reconnect(self) -> bool:
+        """Reconnect with the same session id, or declare the server gone."""
+        deadline = time.monotonic() + self.reconnect_window
+        delay = 0.05
+        reason = "the connection dropped and could not be re-opened"
+        while not self._closed:
+            try:
+                if self.server.kernel(self.kernel_id, timeout=min(2.0, self.reconnect_window)) is None:
+                    reason = "the server no longer has the kernel (it was shut down or culled)"
+                    break
+                self._ws = self._open(min(2.0, self.reconnect_window))
+            except AuthError:
+                reason = "the server now rejects the token"
+                break
+            except ServerUnreachable:
+                reason = "nothing answers at its address any more (the server was shut down or culled)"
+                break
+            except ConnectionLost:
+                reason = "the server stopped answering (it is overloaded or the network is down)"
+                if time.monotonic() + delay > deadline:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            except BinderAutorunError as exc:
+                reason = str(exc).rstrip(".")
+                break
+            self.reconnects += 1
+            self._ping_sent = None
+            self._connected.set()
+            log.info("kernel websocket reconnected (session %s)", self.session_id)
+            return True
+        if not self._closed:
+            self._lost = ConnectionLost(
+                f"Lost the remote kernel at {self.server.url}: {reason}; its state is gone — "
+                "relaunch with %binder_on --relaunch (then %binder_replay to re-run earlier cells)."
+            )
+            log.info("%s", self._lost)
+            self._fail_all(self._lost)
+            self._connected.set()  # wake senders so they see the loss
+        return False

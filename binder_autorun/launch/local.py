@@ -1,0 +1,167 @@
+"""Launching a private jupyter_server on 127.0.0.1 (``%binder_on --local``).
+
+The server runs in its own process group with a random port and token, so it
+can be stopped (or, in tests, killed) as a whole. The token is handed over in
+the environment, never on the command line where ``ps`` would show it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from ..errors import LaunchError
+from ..server import ServerInfo
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalServer:
+    """A jupyter_server subprocess we start, own and stop.
+
+    ``ws_ping_interval``/``ws_ping_timeout`` (seconds) tune the kernel
+    websocket pings, which tests shorten to exercise idle connections.
+    """
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str] | None = None,
+        base_url: str = "/",
+        ws_ping_interval: float | None = None,
+        ws_ping_timeout: float | None = None,
+        extra_args: list[str] | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.root_dir = Path(root_dir or os.getcwd()).resolve()
+        self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+        self.extra_args = list(extra_args or [])
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self.token = secrets.token_hex(24)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: tempfile._TemporaryFileWrapper[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalServer(url={self.url!r}, running={self.running})"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base_url}"
+
+    @property
+    def info(self) -> ServerInfo:
+        return ServerInfo(self.url, self.token)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def command(self) -> list[str]:
+        args = [
+            sys.executable, "-m", "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.open_browser=False",
+            f"--ServerApp.base_url={self.base_url}",
+            f"--ServerApp.root_dir={self.root_dir}",
+            # a private server must not pick up the user's notebook/lab extensions
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            args.append("--ServerApp.allow_root=True")  # containers and CI run as root
+        settings = {}
+        if self.ws_ping_interval is not None:
+            settings["ws_ping_interval"] = int(self.ws_ping_interval * 1000)
+        if self.ws_ping_timeout is not None:
+            settings["ws_ping_timeout"] = int(self.ws_ping_timeout * 1000)
+        if settings:
+            args.append(f"--ServerApp.tornado_settings={settings!r}")
+        return args + self.extra_args
+
+    def start(self) -> ServerInfo:
+        """Start the server and wait until its API answers; return where it is."""
+        try:
+            import jupyter_server  # noqa: F401
+        except ImportError:
+            raise LaunchError(
+                "--local needs jupyter_server, which is not installed; run: pip install 'binder_autorun[local]'."
+            ) from None
+        self.port = free_port()
+        env = dict(os.environ, JUPYTER_TOKEN=self.token)
+        self._log_file = tempfile.NamedTemporaryFile(prefix="binder-autorun-server-", suffix=".log")
+        log.info("starting a local jupyter_server at %s in %s", self.url, self.root_dir)
+        self.process = subprocess.Popen(
+            self.command(),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop/kill it as a whole
+        )
+        atexit.register(self.stop)
+        self._wait_ready()
+        return self.info
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise LaunchError(f"The local jupyter_server exited during start-up; its log says: {self.log_tail()}")
+            try:
+                if requests.get(self.url + "api", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise LaunchError(f"The local jupyter_server did not answer within {self.startup_timeout:g} s; its log says: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 5) -> str:
+        if self._log_file is None:
+            return ""
+        text = Path(self._log_file.name).read_text(errors="replace").replace(self.token, "<token>")
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash or a cull would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (and its kernels); idempotent."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        atexit.unregister(self.stop)

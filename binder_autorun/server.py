@@ -1,0 +1,160 @@
+"""Talking to a Jupyter server: a small REST client that knows base_url and auth.
+
+The token only ever travels in the ``Authorization`` header; it is kept out of
+URLs, reprs, log records and error messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from .errors import AuthError, ConnectionLost, ServerError, ServerUnreachable
+
+log = logging.getLogger(__name__)
+
+#: statuses a proxy or server gives for a server or kernel that is gone
+GONE_STATUSES = frozenset({404, 410, 424, 502, 503})
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where a Jupyter server lives: its URL (with base_url) and its token."""
+
+    url: str
+    token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", normalize_url(self.url))
+
+    @property
+    def ws_url(self) -> str:
+        """The server URL with a websocket scheme."""
+        scheme, rest = self.url.split("://", 1)
+        return ("wss" if scheme == "https" else "ws") + "://" + rest
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+
+#: what follows the base_url in a pasted browser URL: /lab, /tree/x.ipynb, ...
+_UI_TAIL = re.compile(r"/(?:lab|tree|notebooks|doc|edit|voila)(?:/.*)?$")
+
+
+def normalize_url(url: str) -> str:
+    """Return ``scheme://host[:port]/base/`` without query, fragment or ``/lab`` tails."""
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))  # never echo a query (token)
+        raise ServerError(f"{shown!r} is not an http(s) server URL; give one like https://host/user/name/.")
+    path = _UI_TAIL.sub("", parts.path or "/")
+    if not path.endswith("/"):
+        path += "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class JupyterServer:
+    """REST client for one Jupyter server (kernels, kernelspecs, status, contents)."""
+
+    def __init__(self, info: ServerInfo, timeout: float = 10.0, verify: bool = True) -> None:
+        self.info = info
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.headers.update(info.headers)
+        self.http.verify = verify
+
+    def __repr__(self) -> str:
+        return f"JupyterServer({self.info.url!r})"
+
+    @property
+    def url(self) -> str:
+        return self.info.url
+
+    def request(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> requests.Response:
+        """Send a request; turn transport failures and refusals into one clear sentence."""
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = self.http.request(method, self.url + path, **kwargs)
+        except requests.exceptions.SSLError:
+            raise ServerError(
+                f"The TLS certificate of {self.url} could not be verified; check the URL (verification stays on)."
+            ) from None
+        except requests.exceptions.Timeout:
+            raise ConnectionLost(f"The Jupyter server at {self.url} did not answer within {self.timeout:g} s; check that it is running and reachable.") from None
+        except requests.exceptions.RequestException:
+            raise ServerUnreachable(
+                f"Could not reach the Jupyter server at {self.url}; check the URL and that the server is running."
+            ) from None
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"The Jupyter server at {self.url} rejected the token (HTTP {response.status_code}); "
+                "check the token you gave (--token or BINDER_AUTORUN_TOKEN)."
+            )
+        if response.status_code not in expect:
+            raise ServerError(
+                f"The Jupyter server at {self.url} answered {method} {path.split('?')[0]} with HTTP "
+                f"{response.status_code}: {_reason(response)}."
+            )
+        return response
+
+    def api_info(self) -> dict[str, Any]:
+        """``GET api``: proves the URL is a Jupyter server and the token works."""
+        version = self.request("GET", "api").json()
+        if "version" not in version:
+            raise ServerError(f"{self.url} does not look like a Jupyter server (no version at /api).")
+        # /api is public; /api/status needs auth, so this is what checks the token
+        self.request("GET", "api/status")
+        return version
+
+    def kernelspecs(self) -> dict[str, Any]:
+        return self.request("GET", "api/kernelspecs").json()
+
+    def start_kernel(self, name: str | None = None, path: str | None = None) -> dict[str, Any]:
+        """Start a kernel; an unknown kernel name is one sentence listing the known ones."""
+        body: dict[str, Any] = {}
+        if name:
+            body["name"] = name
+        if path is not None:
+            body["path"] = path
+        if name:
+            specs = self.kernelspecs().get("kernelspecs", {})
+            if name not in specs:
+                known = ", ".join(sorted(specs)) or "none"
+                raise ServerError(f"The server has no kernel named {name!r}; choose one of: {known}.")
+        return self.request("POST", "api/kernels", json=body, expect=(200, 201)).json()
+
+    def kernel(self, kernel_id: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """The kernel's model, or None when the server says it is gone."""
+        response = self.request(
+            "GET", f"api/kernels/{kernel_id}", expect=(200, *GONE_STATUSES), timeout=timeout or self.timeout
+        )
+        return response.json() if response.status_code == 200 else None
+
+    def interrupt_kernel(self, kernel_id: str) -> None:
+        self.request("POST", f"api/kernels/{kernel_id}/interrupt", expect=(200, 204))
+
+    def restart_kernel(self, kernel_id: str) -> dict[str, Any]:
+        return self.request("POST", f"api/kernels/{kernel_id}/restart", expect=(200,), timeout=max(self.timeout, 60)).json()
+
+    def shutdown_kernel(self, kernel_id: str) -> None:
+        self.request("DELETE", f"api/kernels/{kernel_id}", expect=(200, 204, *GONE_STATUSES))
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        message = response.json().get("message") or response.reason
+    except ValueError:
+        message = response.reason
+    return str(message).rstrip(".")

@@ -1,0 +1,269 @@
+"""One remote kernel session: execute, complete, inspect, interrupt, restart.
+
+A :class:`KernelSession` runs one request at a time on a remote kernel and hands
+every message the request causes to an :class:`OutputSink`, in arrival order.
+It knows nothing of IPython: the display mirror (``mirror.py``) is one sink, the
+tests and benchmarks use others.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from typing import Any, Protocol
+
+from . import wire
+from .channel import Inbox, KernelChannel
+from .errors import BinderAutorunError, ConnectionLost, KernelDied
+from .server import JupyterServer
+
+log = logging.getLogger(__name__)
+
+
+class OutputSink(Protocol):
+    """Where the messages of a remote request go."""
+
+    def on_message(self, msg: wire.Message) -> None:
+        """An iopub message caused by the request (stream, display_data, error, ...)."""
+
+    def on_input(self, prompt: str, password: bool) -> str | None:
+        """Answer the remote ``input()``; None means this side cannot provide stdin."""
+
+
+class StopWaiting(BinderAutorunError):
+    """The user pressed interrupt twice: stop waiting for a remote cell."""
+
+
+class KernelSession:
+    """A kernel on a Jupyter server, driven over one websocket.
+
+    ``owns_kernel`` says whether we started the kernel (and so may shut it down).
+    ``wait_tick`` is how often a waiting request checks the connection is alive;
+    it adds no latency (the wait returns as soon as a message arrives).
+    """
+
+    def __init__(
+        self,
+        server: JupyterServer,
+        kernel_id: str,
+        owns_kernel: bool = False,
+        session_id: str | None = None,
+        wait_tick: float = 1.0,
+        interrupt_grace: float = 10.0,
+    ) -> None:
+        self.server = server
+        self.kernel_id = kernel_id
+        self.owns_kernel = owns_kernel
+        self.wait_tick = wait_tick
+        self.interrupt_grace = interrupt_grace
+        self.kernel_info: dict[str, Any] = {}
+        #: the remote count of the last stored cell
+        self.execution_count = 0
+        #: the server restarted the kernel since the last cell (crash/OOM): state is lost
+        self.restarted_unexpectedly = False
+        self.last_activity = time.monotonic()
+        self.channel = KernelChannel(server, kernel_id, session_id=session_id, on_kernel_status=self._on_kernel_status)
+
+    def __repr__(self) -> str:
+        return f"KernelSession({self.server.url!r}, kernel={self.kernel_id!r}, state={self.channel.state!r})"
+
+    # -- life cycle ---------------------------------------------------------
+
+    @classmethod
+    def start(cls, server: JupyterServer, kernel_name: str | None = None, path: str | None = None, **kwargs: Any) -> KernelSession:
+        """Start a new kernel on ``server`` and connect to it."""
+        model = server.start_kernel(kernel_name, path)
+        session = cls(server, model["id"], owns_kernel=True, **kwargs)
+        try:
+            session.connect()
+        except BaseException:
+            session.shutdown()
+            raise
+        return session
+
+    @classmethod
+    def attach(cls, server: JupyterServer, kernel_id: str, **kwargs: Any) -> KernelSession:
+        """Connect to a kernel that already runs on ``server``."""
+        if server.kernel(kernel_id) is None:
+            raise BinderAutorunError(f"The server at {server.url} has no kernel {kernel_id}; list them at {server.url}api/kernels.")
+        session = cls(server, kernel_id, owns_kernel=False, **kwargs)
+        session.connect()
+        return session
+
+    def connect(self) -> None:
+        """Open the websocket, read kernel_info and learn the remote execution count."""
+        self.channel.connect()
+        self.kernel_info = self.request("kernel_info_request", {}, timeout=60)
+        # a silent execute's reply carries the count of the last stored cell
+        self.execution_count = int(self.execute("", silent=True, store_history=False).get("execution_count") or 0)
+
+    @property
+    def implementation(self) -> str:
+        return str(self.kernel_info.get("implementation", ""))
+
+    @property
+    def alive(self) -> bool:
+        return self.channel.lost is None and self.channel.state != "closed"
+
+    def close(self) -> None:
+        """Close the websocket; the remote kernel keeps running."""
+        self.channel.close()
+
+    def shutdown(self) -> None:
+        """Close and, if we started it, shut the remote kernel down."""
+        self.channel.close()
+        if self.owns_kernel:
+            try:
+                self.server.shutdown_kernel(self.kernel_id)
+            except BinderAutorunError:
+                log.info("could not shut down the remote kernel (server gone?)")
+
+    def interrupt(self) -> None:
+        self.server.interrupt_kernel(self.kernel_id)
+
+    def restart(self) -> None:
+        """Restart the remote kernel (state is lost) and re-learn its count."""
+        self.server.restart_kernel(self.kernel_id)
+        self.restarted_unexpectedly = False
+        self.kernel_info = self.request("kernel_info_request", {}, timeout=60)
+        self.execution_count = int(self.execute("", silent=True, store_history=False).get("execution_count") or 0)
+
+    def _on_kernel_status(self, state: str) -> None:
+        self.restarted_unexpectedly = True
+
+    # -- requests -----------------------------------------------------------
+
+    def request(self, msg_type: str, content: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        """A shell request whose reply is all we need (kernel_info, complete, inspect)."""
+        self._check_usable()
+        msg = wire.make_message(msg_type, content, self.channel.session_id)
+        inbox = self.channel.request(msg)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                event = self._next(inbox)
+                if event is not None and event["channel"] == "shell" and wire.msg_type(event).endswith("_reply"):
+                    return dict(event["content"])
+            raise ConnectionLost(f"The remote kernel did not answer a {msg_type} within {timeout:g} s; it may be busy or stuck.")
+        finally:
+            self.channel.forget(msg["header"]["msg_id"])
+
+    def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+        return self.request("complete_request", {"code": code, "cursor_pos": cursor_pos}, timeout=10)
+
+    def inspect(self, code: str, cursor_pos: int, detail_level: int = 0) -> dict[str, Any]:
+        return self.request("inspect_request", {"code": code, "cursor_pos": cursor_pos, "detail_level": detail_level}, timeout=10)
+
+    def set_execution_count(self, count: int) -> None:
+        """Make the remote's next stored cell take number ``count`` (IPython kernels only).
+
+        Queued without waiting: the shell channel runs requests in order, so the
+        next execute sees the new count. Only forward moves keep the remote's
+        history database free of duplicate line numbers.
+        """
+        if self.implementation != "ipython" or count <= self.execution_count + 1:
+            return
+        msg = wire.make_message(
+            "execute_request",
+            {"code": f"get_ipython().execution_count = {int(count)}", "silent": True, "store_history": False,
+             "user_expressions": {}, "allow_stdin": False, "stop_on_error": False},
+            self.channel.session_id,
+        )
+        self.channel.send(msg)  # nobody waits for its reply; the reader drops it
+        self.execution_count = count - 1
+
+    def execute(
+        self,
+        code: str,
+        sink: OutputSink | None = None,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        allow_stdin: bool = False,
+        stop_on_error: bool = True,
+    ) -> dict[str, Any]:
+        """Run ``code`` remotely; stream its messages to ``sink``; return the execute_reply content.
+
+        Finishes when both the reply and the request's ``idle`` status have
+        arrived (outputs may follow the reply). A local KeyboardInterrupt
+        interrupts the remote kernel and keeps collecting until it answers; a
+        second one stops waiting.
+        """
+        self._check_usable()
+        msg = wire.make_message(
+            "execute_request",
+            {"code": code, "silent": silent, "store_history": store_history, "user_expressions": {},
+             "allow_stdin": allow_stdin, "stop_on_error": stop_on_error},
+            self.channel.session_id,
+        )
+        inbox = self.channel.request(msg)
+        reply: dict[str, Any] | None = None
+        idle = False
+        interrupted_at: float | None = None
+        try:
+            while reply is None or not idle:
+                try:
+                    event = self._next(inbox, interrupted_at)
+                    if event is None:
+                        continue
+                    channel, kind = event["channel"], wire.msg_type(event)
+                    if channel == "shell" and kind == "execute_reply":
+                        reply = dict(event["content"])
+                    elif channel == "stdin" and kind == "input_request":
+                        self._answer_input(event, sink)
+                    elif channel == "iopub":
+                        if kind == "status":
+                            idle = event["content"].get("execution_state") == "idle"
+                        elif kind == "execute_input":
+                            self.execution_count = int(event["content"].get("execution_count") or self.execution_count)
+                        if sink is not None:
+                            sink.on_message(event)
+                except KeyboardInterrupt:
+                    if interrupted_at is not None:
+                        raise StopWaiting(
+                            "Stopped waiting for the remote cell after a second interrupt; it may still be running "
+                            "there, so use %binder_restart if it stays busy."
+                        ) from None
+                    interrupted_at = time.monotonic()
+                    log.info("forwarding an interrupt to the remote kernel")
+                    self.interrupt()
+        finally:
+            self.channel.forget(msg["header"]["msg_id"])
+            self.last_activity = time.monotonic()
+        assert reply is not None
+        if store_history and not silent and reply.get("execution_count"):
+            self.execution_count = int(reply["execution_count"])
+        return reply
+
+    # -- internals ----------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self.channel.lost is not None:
+            raise self.channel.lost
+        if self.channel.state == "closed":
+            raise ConnectionLost("This remote session was closed; connect again with %binder_on.")
+
+    def _next(self, inbox: Inbox, interrupted_at: float | None = None) -> wire.Message | None:
+        """The next message, or None after a quiet tick; raise what ended the stream."""
+        try:
+            event = inbox.get(timeout=self.wait_tick)
+        except queue.Empty:
+            self.channel.check_alive()
+            if interrupted_at is not None and time.monotonic() - interrupted_at > self.interrupt_grace:
+                raise StopWaiting(
+                    f"The remote kernel did not stop within {self.interrupt_grace:g} s of the interrupt; "
+                    "stopped waiting, so use %binder_restart if it stays busy."
+                ) from None
+            return None
+        if isinstance(event, BinderAutorunError):
+            raise event
+        return event
+
+    def _answer_input(self, request: wire.Message, sink: OutputSink | None) -> None:
+        content = request["content"]
+        value = sink.on_input(str(content.get("prompt", "")), bool(content.get("password"))) if sink else None
+        if value is None:
+            value = "\x04"  # the remote raises EOFError instead of waiting forever
+        reply = wire.make_message("input_reply", {"value": value}, self.channel.session_id, channel="stdin", parent=request)
+        self.channel.send(reply)

@@ -1,0 +1,122 @@
+"""Kernel messages on a Jupyter server websocket: building, encoding, decoding.
+
+Two framings exist (see jupyter_server's kernel websocket docs):
+
+* ``v1.kernel.websocket.jupyter.org``: one binary frame per message, a u64le
+  count ``n``, ``n`` u64le offsets, then channel, header, parent_header,
+  metadata, content (JSON) and any binary buffers between those offsets.
+* legacy: a text frame holding one JSON object with a ``channel`` key; a
+  message with buffers arrives as a binary frame (u32be count, u32be offsets,
+  the JSON, then the buffers).
+
+Pure functions, no I/O: the channel module does the socket work.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+PROTOCOL_VERSION = "5.3"
+
+Message = dict[str, Any]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def make_message(
+    msg_type: str,
+    content: dict[str, Any],
+    session: str,
+    channel: str = "shell",
+    parent: Message | None = None,
+    metadata: dict[str, Any] | None = None,
+    username: str = "binder_autorun",
+) -> Message:
+    """A complete kernel message ready to :func:`encode`."""
+    return {
+        "channel": channel,
+        "header": {
+            "msg_id": new_id(),
+            "msg_type": msg_type,
+            "username": username,
+            "session": session,
+            "date": datetime.now(timezone.utc).isoformat(),
+            "version": PROTOCOL_VERSION,
+        },
+        "parent_header": (parent or {}).get("header", {}),
+        "metadata": metadata or {},
+        "content": content,
+        "buffers": [],
+    }
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _loads(part: memoryview) -> Any:
+    # decode straight from the frame's buffer: no intermediate bytes copy of big outputs
+    return json.loads(str(part, "utf-8"))
+
+
+def encode(msg: Message, protocol: str | None) -> bytes | str:
+    """Encode for sending: bytes for the v1 protocol, str for the legacy one."""
+    if protocol != V1_PROTOCOL:
+        if msg.get("buffers"):
+            raise ValueError("sending binary buffers needs the v1 kernel websocket protocol")
+        return json.dumps({k: v for k, v in msg.items() if k != "buffers"}, ensure_ascii=False)
+    parts = [
+        msg["channel"].encode("utf-8"),
+        _dumps(msg["header"]),
+        _dumps(msg["parent_header"]),
+        _dumps(msg["metadata"]),
+        _dumps(msg["content"]),
+        *(bytes(b) for b in msg.get("buffers", [])),
+    ]
+    offsets = [8 * (len(parts) + 2)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    head = struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets)
+    return b"".join([head, *parts])
+
+
+def decode(frame: bytes | str, protocol: str | None) -> Message:
+    """Decode one received frame into a message dict (buffers as memoryviews)."""
+    if isinstance(frame, str):
+        msg = json.loads(frame)
+        msg.setdefault("buffers", [])
+        return msg
+    view = memoryview(frame)
+    if protocol == V1_PROTOCOL:
+        (count,) = struct.unpack_from("<Q", view, 0)
+        offsets = struct.unpack_from(f"<{count}Q", view, 8)
+        parts = [view[offsets[i] : offsets[i + 1]] for i in range(count - 1)]
+        return {
+            "channel": bytes(parts[0]).decode("utf-8"),
+            "header": _loads(parts[1]),
+            "parent_header": _loads(parts[2]),
+            "metadata": _loads(parts[3]),
+            "content": _loads(parts[4]),
+            "buffers": parts[5:],
+        }
+    # legacy binary message: u32be count, u32be offsets, JSON, buffers
+    (count,) = struct.unpack_from("!I", view, 0)
+    offsets = list(struct.unpack_from(f"!{count}I", view, 4)) + [len(view)]
+    msg = _loads(view[offsets[0] : offsets[1]])
+    msg["buffers"] = [view[offsets[i] : offsets[i + 1]] for i in range(1, count)]
+    return msg
+
+
+def parent_id(msg: Message) -> str | None:
+    return (msg.get("parent_header") or {}).get("msg_id")
+
+
+def msg_type(msg: Message) -> str:
+    return str(msg.get("header", {}).get("msg_type") or msg.get("msg_type", ""))
