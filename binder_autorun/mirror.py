@@ -1,0 +1,219 @@
+"""Mirroring a remote session into the local IPython display, prompts and history.
+
+:class:`DisplayMirror` is the :class:`~binder_autorun.session.OutputSink` of a
+routed cell: each remote message is re-published through IPython's own display
+machinery (displayhook, display publisher, streams, traceback display), so the
+local frontend sees what a native kernel would have sent: MIME bundles and
+metadata unchanged, display ids, clear_output, streams in arrival order, and
+``Out[n]``/prompts carrying the remote execution count.
+
+:class:`ExecutionCounter` keeps one numbering shared by the local shell and the
+remote kernel without ever moving IPython's count backwards inside a history
+session (which is what makes IPython print "Session/line number was not unique
+in database").
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+import logging
+import sys
+from typing import Any
+
+from IPython.core import page
+from IPython.core.error import StdinNotImplementedError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.display import clear_output, publish_display_data
+
+from . import wire
+from .errors import RemoteError, remote_error, remote_error_class
+
+log = logging.getLogger(__name__)
+
+
+class RemoteResult:
+    """What ``Out[n]`` and ``_`` hold for a remote execute_result: its MIME bundle."""
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any], transient: dict[str, Any] | None = None) -> None:
+        self.data = data
+        self.metadata = metadata
+        self.transient = transient or {}
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.transient:
+            # ipykernel's displayhook builds its message before formatting; a display
+            # id on an execute_result must ride along for later update_display_data
+            message = getattr(InteractiveShell.instance().displayhook, "msg", None)
+            if isinstance(message, dict):
+                message["content"]["transient"] = self.transient
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        return str(self.data.get("text/plain", ""))
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+class ExecutionCounter:
+    """Keeps the local prompt/``Out[n]`` numbering equal to the remote one.
+
+    Moving forward is always safe: IPython's ``In`` lists are padded so
+    ``In[n]`` stays the cell numbered n. Moving backward (a non-IPython remote
+    kernel that restarted at 1) opens a new IPython history session first.
+    """
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        self.shell = shell
+
+    @property
+    def next(self) -> int:
+        """The number the next stored cell will get."""
+        return int(self.shell.execution_count)
+
+    def set_next(self, count: int) -> None:
+        """Between cells: make the next stored cell take ``count``."""
+        if count == self.next:
+            return
+        self._prepare_history(count, current=None)
+        self.shell.execution_count = count
+
+    def set_current(self, count: int) -> None:
+        """Inside a stored cell: renumber it ``count`` (prompt, ``Out[count]``, reply)."""
+        offset = self.shell.execution_count - self.shell.displayhook.prompt_count
+        current = self.shell.execution_count - offset
+        if count == current:
+            return
+        self._prepare_history(count, current=current)
+        self.shell.execution_count = count + offset
+
+    def _prepare_history(self, count: int, current: int | None) -> None:
+        history = self.shell.history_manager
+        if history is None:
+            return
+        parsed, raw = history.input_hist_parsed, history.input_hist_raw
+        keep = (parsed.pop(), raw.pop()) if current is not None and len(parsed) > 1 else None
+        if count < len(parsed):
+            log.info("remote execution count went back to %d; starting a new IPython history session", count)
+            history.writeout_cache()
+            history.end_session()
+            history.new_session()
+            del parsed[1:], raw[1:]
+        while len(parsed) < count:
+            parsed.append("")
+            raw.append("")
+        if keep is not None:
+            parsed.append(keep[0])
+            raw.append(keep[1])
+
+
+class DisplayMirror:
+    """Re-publishes the messages of one remote cell through the local shell."""
+
+    def __init__(self, shell: InteractiveShell, counter: ExecutionCounter | None = None, track_count: bool = True) -> None:
+        self.shell = shell
+        self.counter = counter or ExecutionCounter(shell)
+        self.track_count = track_count
+        #: the remote ``error`` output already shown in this cell, if any
+        self.shown_error: dict[str, Any] | None = None
+
+    # -- OutputSink ---------------------------------------------------------
+
+    def on_message(self, msg: wire.Message) -> None:
+        handler = getattr(self, "_on_" + wire.msg_type(msg), None)
+        if handler is not None:
+            handler(msg["content"])
+
+    def on_input(self, prompt: str, password: bool) -> str | None:
+        try:
+            # look the functions up now: ipykernel swaps them per request
+            return getpass.getpass(prompt) if password else builtins.input(prompt)
+        except StdinNotImplementedError:
+            print(
+                "binder_autorun: the remote cell asked for input, but this frontend does not accept input; "
+                "the remote gets end-of-file.",
+                file=sys.stderr,
+            )
+            return None
+
+    @property
+    def allow_stdin(self) -> bool:
+        """Whether the local frontend can answer ``input()`` right now."""
+        kernel = getattr(self.shell, "kernel", None)
+        return bool(getattr(kernel, "_allow_stdin", True))
+
+    # -- message handlers -----------------------------------------------------
+
+    def _on_execute_input(self, content: dict[str, Any]) -> None:
+        count = content.get("execution_count")
+        if self.track_count and isinstance(count, int) and count > 0:
+            self.counter.set_current(count)
+
+    def _on_stream(self, content: dict[str, Any]) -> None:
+        stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
+        stream.write(content.get("text", ""))
+        if not hasattr(self.shell, "kernel"):
+            stream.flush()  # a terminal shows partial lines (progress bars) at once
+
+    def _on_display_data(self, content: dict[str, Any], update: bool = False) -> None:
+        publish_display_data(
+            content.get("data", {}),
+            content.get("metadata", {}),
+            transient=content.get("transient") or {},
+            update=update,
+        )
+
+    def _on_update_display_data(self, content: dict[str, Any]) -> None:
+        self._on_display_data(content, update=True)
+
+    def _on_clear_output(self, content: dict[str, Any]) -> None:
+        clear_output(wait=bool(content.get("wait", False)))
+
+    def _on_execute_result(self, content: dict[str, Any]) -> None:
+        self.shell.displayhook(RemoteResult(content.get("data", {}), content.get("metadata", {}), content.get("transient")))
+
+    def _on_error(self, content: dict[str, Any]) -> None:
+        # shown now, in order; whether the cell fails is for the execute_reply to decide
+        error = remote_error(content, shown=True)
+        self.shell._showtraceback(type(error), error, error.traceback)
+        self.shown_error = content
+
+    # -- the reply ------------------------------------------------------------
+
+    def finish(self, reply: dict[str, Any]) -> None:
+        """Apply the execute_reply: payloads, then fail the cell if the remote failed."""
+        for payload in reply.get("payload") or []:
+            self._on_payload(payload)
+        if reply.get("status") == "ok":
+            return
+        if reply.get("status") == "aborted":
+            raise remote_error_class("ExecutionAborted")("the remote kernel aborted this cell after an earlier error", [])
+        shown = self.shown_error is not None and (
+            self.shown_error.get("ename"), self.shown_error.get("evalue")
+        ) == (reply.get("ename"), reply.get("evalue"))
+        raise remote_error(reply, shown=shown)
+
+    def _on_payload(self, payload: dict[str, Any]) -> None:
+        source = payload.get("source")
+        if source == "page":
+            page.page(payload.get("data", {}), start=int(payload.get("start", 0)))
+        elif source == "set_next_input":
+            self.shell.set_next_input(payload.get("text", ""), replace=bool(payload.get("replace", False)))
+        elif source == "ask_exit":
+            print("binder_autorun: the remote kernel was asked to exit; use %binder_off --shutdown to end the remote session.", file=sys.stderr)
+
+
+def show_remote_error(shell: InteractiveShell, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+    """IPython custom exception handler for :class:`RemoteError`.
+
+    Shows the remote traceback unless the mirror already showed it, so the
+    local cell fails (reply status ``error``, remote ename/evalue) with exactly
+    one error output, in the position the remote produced it.
+    """
+    assert isinstance(value, RemoteError)
+    if value.shown:
+        shell._last_traceback = value.traceback  # what ipykernel puts in the execute_reply
+    else:
+        shell._showtraceback(etype, value, value.traceback)
+    return []
