@@ -47,6 +47,7 @@ class BinderAutorun(Configurable):
     kernel_name = Unicode("", help="Kernel spec to start on the remote server (empty: the server's default).").tag(config=True)
     binderhub = Unicode(help="BinderHub used by %binder_on -r (env BINDER_AUTORUN_BINDERHUB).").tag(config=True)
     launch_timeout = Float(300.0, help="Seconds a BinderHub may stay silent during a launch before we give up.").tag(config=True)
+    cell_timeout = Float(0.0, help="Interrupt a remote cell running longer than this many seconds (0: never).").tag(config=True)
     auto_relaunch = Bool(False, help="When the server is gone, relaunch the same target automatically and replay cells.").tag(config=True)
 
     @default("url")
@@ -214,7 +215,12 @@ class BinderAutorun(Configurable):
             session.restarted_unexpectedly = False
             print("binder_autorun: the remote kernel was restarted after it died; earlier remote state is lost.", file=sys.stderr)
         mirror = DisplayMirror(self.shell, self.counter, track_count=store_history)
-        reply = session.execute(source, mirror, silent=silent, store_history=store_history, allow_stdin=mirror.allow_stdin)
+        reply = session.execute(
+            source, mirror, silent=silent, store_history=store_history, allow_stdin=mirror.allow_stdin,
+            timeout=self.cell_timeout or None,
+        )
+        if reply.get("timed_out"):
+            print(f"binder_autorun: the cell ran longer than {self.cell_timeout:g} s and was interrupted.", file=sys.stderr)
         if reply.get("status") == "ok" and store_history:
             self.ran.append(source)
         mirror.finish(reply)

@@ -117,6 +117,7 @@ class DisplayMirror:
         self.track_count = track_count
         #: the remote ``error`` output already shown in this cell, if any
         self.shown_error: dict[str, Any] | None = None
+        self._last_stream: Any = None
 
     # -- OutputSink ---------------------------------------------------------
 
@@ -152,6 +153,9 @@ class DisplayMirror:
 
     def _on_stream(self, content: dict[str, Any]) -> None:
         stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
+        if self._last_stream is not None and self._last_stream is not stream:
+            self._last_stream.flush()  # stdout and stderr buffer apart: keep their arrival order
+        self._last_stream = stream
         stream.write(content.get("text", ""))
         if not hasattr(self.shell, "kernel"):
             stream.flush()  # a terminal shows partial lines (progress bars) at once

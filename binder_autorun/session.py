@@ -71,8 +71,12 @@ class KernelSession:
     # -- life cycle ---------------------------------------------------------
 
     @classmethod
-    def start(cls, server: JupyterServer, kernel_name: str | None = None, path: str | None = None, **kwargs: Any) -> KernelSession:
-        """Start a new kernel on ``server`` and connect to it."""
+    def start(cls, server: JupyterServer, kernel_name: str | None = None, path: str = "", **kwargs: Any) -> KernelSession:
+        """Start a new kernel on ``server`` and connect to it.
+
+        ``path`` is the kernel's working directory relative to the server's root
+        (the root by default, where a notebook opened there would run).
+        """
         model = server.start_kernel(kernel_name, path)
         session = cls(server, model["id"], owns_kernel=True, **kwargs)
         try:
@@ -182,6 +186,7 @@ class KernelSession:
         store_history: bool = True,
         allow_stdin: bool = False,
         stop_on_error: bool = True,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run ``code`` remotely; stream its messages to ``sink``; return the execute_reply content.
 
@@ -201,10 +206,15 @@ class KernelSession:
         reply: dict[str, Any] | None = None
         idle = False
         interrupted_at: float | None = None
+        deadline = time.monotonic() + timeout if timeout else None
         try:
             while reply is None or not idle:
                 try:
                     event = self._next(inbox, interrupted_at)
+                    if deadline is not None and interrupted_at is None and time.monotonic() > deadline:
+                        log.info("cell ran past its %.1f s timeout; interrupting the remote kernel", timeout)
+                        interrupted_at = time.monotonic()
+                        self.interrupt()
                     if event is None:
                         continue
                     channel, kind = event["channel"], wire.msg_type(event)
@@ -232,6 +242,8 @@ class KernelSession:
             self.channel.forget(msg["header"]["msg_id"])
             self.last_activity = time.monotonic()
         assert reply is not None
+        if deadline is not None and interrupted_at is not None:
+            reply["timed_out"] = True
         if store_history and not silent and reply.get("execution_count"):
             self.execution_count = int(reply["execution_count"])
         return reply

@@ -116,6 +116,7 @@ class LocalServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
+            cwd=self.root_dir,
             start_new_session=True,  # its own process group: stop/kill it as a whole
         )
         atexit.register(self.stop)

@@ -1,0 +1,133 @@
+"""Fixtures: a real jupyter_server on loopback, and notebook runs (routed and native).
+
+The remote side is a real jupyter_server (random port and token, a Binder-like
+``base_url``) with real ipykernel kernels; the local side is a real ipykernel
+with the extension loaded, driven by nbclient, so tests see exactly what a
+notebook would save.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from binder_autorun.cli import TOKEN_ENV, RoutedNotebookClient
+from binder_autorun.launch import LocalServer
+
+BASE_URL = "/user/someone/"
+
+
+@pytest.fixture(scope="session")
+def remote_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """One shared jupyter_server for tests that do not hurt it."""
+    server = LocalServer(root_dir=tmp_path_factory.mktemp("remote-root"), base_url=BASE_URL)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[LocalServer]:
+    """A jupyter_server for one test (to kill, cut or configure)."""
+    root = tmp_path / "remote-root"
+    root.mkdir()
+    server = LocalServer(root_dir=root, base_url=BASE_URL)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_token_in_env() -> Iterator[None]:
+    saved = os.environ.pop(TOKEN_ENV, None)
+    yield
+    os.environ.pop(TOKEN_ENV, None)
+    if saved is not None:
+        os.environ[TOKEN_ENV] = saved
+
+
+@dataclass
+class Run:
+    """An executed notebook and the execute_reply content of each code cell."""
+
+    nb: Any
+    replies: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cells(self) -> list[Any]:
+        return [cell for cell in self.nb.cells if cell.cell_type == "code"]
+
+
+def notebook(cells: list[str]) -> Any:
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+
+
+def _record(run: Run) -> Any:
+    def hook(cell: Any, cell_index: int, execute_reply: dict[str, Any] | None = None, **_: Any) -> None:
+        run.replies.append((execute_reply or {}).get("content", {}))
+
+    return hook
+
+
+def run_native(cells: list[str], cwd: Path, timeout: float = 60, **kwargs: Any) -> Run:
+    """Run cells on a plain local ipykernel (the notebook's own kernel)."""
+    run = Run(notebook(cells))
+    client = NotebookClient(
+        run.nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}}, on_cell_executed=_record(run), **kwargs,
+    )
+    client.execute()
+    return run
+
+
+def run_routed(cells: list[str], server: LocalServer, cwd: Path, timeout: float = 60, **kwargs: Any) -> Run:
+    """Run cells on a local ipykernel that routes them to ``server``."""
+    run = Run(notebook(cells))
+    os.environ[TOKEN_ENV] = server.token
+    client = RoutedNotebookClient(
+        run.nb, server_url=server.url, timeout=timeout, kernel_name="python3", allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}}, on_cell_executed=_record(run), **kwargs,
+    )
+    client.execute()
+    return run
+
+
+#: ipykernel names a cell's code file by a per-process hash: "(1850221797.py, line 1)"
+_CELL_FILE = re.compile(r"\b\d+\.py\b")
+
+
+def normalized(value: Any) -> Any:
+    """Drop per-process noise (cell file hashes) from error texts."""
+    if isinstance(value, str):
+        return _CELL_FILE.sub("<cell>.py", value)
+    if isinstance(value, list):
+        return [normalized(item) for item in value]
+    if isinstance(value, dict):
+        return {key: normalized(item) for key, item in value.items()}
+    return value
+
+
+def merged_outputs(cell: Any) -> list[dict[str, Any]]:
+    """Outputs with consecutive same-name streams joined, as a frontend shows them."""
+    merged: list[dict[str, Any]] = []
+    for output in normalized([dict(output) for output in cell.outputs]):
+        if merged and output["output_type"] == "stream" and merged[-1]["output_type"] == "stream" \
+                and merged[-1]["name"] == output["name"]:
+            merged[-1]["text"] += output["text"]
+        else:
+            merged.append(output)
+    return merged
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
