@@ -22,7 +22,7 @@ from traitlets.config import Configurable
 
 from .errors import BinderAutorunError, NotConnected, RemoteError
 from .launch import LocalServer
-from .mirror import DisplayMirror, ExecutionCounter, show_remote_error
+from .mirror import DisplayMirror, ExecutionCounter, RemoteAssist, show_remote_error
 from .router import make_transformer
 from .server import JupyterServer, ServerInfo
 from .session import KernelSession
@@ -72,6 +72,7 @@ class BinderAutorun(Configurable):
         #: sources of the cells that ran remotely (ok) since connect, for %binder_replay
         self.ran: list[str] = []
         self.counter = ExecutionCounter(shell)
+        self.assist = RemoteAssist(shell, self._live_session)
         self._transformer = make_transformer(lambda: self.active)
         self._saved_custom_exc: tuple[tuple[type, ...], Any] | None = None
         atexit.register(self.shutdown)
@@ -172,10 +173,17 @@ class BinderAutorun(Configurable):
 
     def activate(self) -> None:
         self.install()
+        self.assist.install()
         self.active = True
 
     def deactivate(self) -> None:
         self.active = False
+        self.assist.uninstall()
+
+    def _live_session(self) -> KernelSession:
+        if self.session is None:
+            raise NotConnected("Remote mode has no session; run %binder_on again.")
+        return self.session
 
     # -- leaving -------------------------------------------------------------
 
@@ -202,9 +210,7 @@ class BinderAutorun(Configurable):
 
     def run_cell(self, source: str) -> None:
         """Run one routed cell remotely, mirroring everything into this shell."""
-        if self.session is None:
-            raise NotConnected("Remote mode has no session; run %binder_on again.")
-        session = self.session
+        session = self._live_session()
         info = getattr(self.shell.displayhook.exec_result, "info", None)
         store_history = bool(getattr(info, "store_history", True))
         silent = bool(getattr(info, "silent", False))

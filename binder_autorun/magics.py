@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .autorun import BinderAutorun
+
+
+_help = argument("-h", "--help", action="store_true", help="Show this help.")
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """Parse a magic's arguments; None (help printed) for -h."""
+    args = parse_argstring(magic, line)
+    if args.help:
+        print(magic.parser.format_help())
+        return None
+    return args
 
 
 @magics_class
@@ -17,6 +31,7 @@ class BinderMagics(Magics):
         self.autorun = autorun
 
     @magic_arguments()
+    @_help
     @argument("--url", default="", help="URL of a running Jupyter server (its base_url included).")
     @argument("--token", default=None, help="Its token; better: set BINDER_AUTORUN_TOKEN so no cell holds it.")
     @argument("--local", nargs="?", const=".", default=None, metavar="DIR",
@@ -29,7 +44,9 @@ class BinderMagics(Magics):
 
         Without options, resumes the last remote session (or uses BINDER_AUTORUN_URL).
         """
-        args = parse_argstring(self.binder_on, line)
+        args = _parse(self.binder_on, line)
+        if args is None:
+            return
         if args.local is not None:
             self.autorun.connect_local(args.local, kernel_name=args.kernel_name)
         elif args.url or args.token or args.kernel_id or args.kernel_name:
@@ -38,19 +55,22 @@ class BinderMagics(Magics):
             self.autorun.resume()
 
     @magic_arguments()
+    @_help
     @argument("--shutdown", action="store_true", help="Also shut down the remote kernel and any server we started.")
     @line_magic
     def binder_off(self, line: str) -> None:
         """Run cells on the local kernel again; the remote kernel stays for a bare %binder_on."""
-        args = parse_argstring(self.binder_off, line)
-        self.autorun.off(shutdown=args.shutdown)
+        args = _parse(self.binder_off, line)
+        if args is not None:
+            self.autorun.off(shutdown=args.shutdown)
 
     @magic_arguments()
+    @_help
     @line_magic
     def binder_status(self, line: str) -> None:
         """Show the server (never its token), kernel and connection state."""
-        parse_argstring(self.binder_status, line)
-        print(self.autorun.status())
+        if _parse(self.binder_status, line) is not None:
+            print(self.autorun.status())
 
     @cell_magic
     def local(self, line: str, cell: str) -> None:

@@ -27,7 +27,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import clear_output, publish_display_data
 
 from . import wire
-from .errors import RemoteError, remote_error, remote_error_class
+from .errors import BinderAutorunError, RemoteError, remote_error, remote_error_class
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +221,64 @@ def show_remote_error(shell: InteractiveShell, etype: type, value: BaseException
     else:
         shell._showtraceback(etype, value, value.traceback)
     return []
+
+
+class RemoteAssist:
+    """Answers completion and inspection from the remote namespace while remote mode is on.
+
+    In ipykernel, ``complete_request``/``inspect_request`` are forwarded as they
+    are, so the frontend gets the remote kernel's own replies. In the terminal,
+    a completer matcher asks the remote kernel and suppresses local matches.
+    """
+
+    def __init__(self, shell: InteractiveShell, session_getter: Any) -> None:
+        self.shell = shell
+        self.session = session_getter
+        self.kernel = getattr(shell, "kernel", None)
+        self._matcher = self._make_matcher()
+
+    def install(self) -> None:
+        if self.kernel is not None:
+            self.kernel.do_complete = self.complete
+            self.kernel.do_inspect = self.inspect
+        elif self._matcher not in self.shell.Completer.custom_matchers:
+            self.shell.Completer.custom_matchers.insert(0, self._matcher)
+
+    def uninstall(self) -> None:
+        if self.kernel is not None:
+            for name in ("do_complete", "do_inspect"):
+                self.kernel.__dict__.pop(name, None)
+        elif self._matcher in self.shell.Completer.custom_matchers:
+            self.shell.Completer.custom_matchers.remove(self._matcher)
+
+    def complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        cursor = len(code) if cursor_pos is None else cursor_pos
+        try:
+            return self.session().complete(code, cursor)
+        except BinderAutorunError as exc:
+            log.info("remote completion failed: %s", exc)
+            return {"status": "ok", "matches": [], "cursor_start": cursor, "cursor_end": cursor, "metadata": {}}
+
+    def inspect(self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()) -> dict[str, Any]:
+        try:
+            return self.session().inspect(code, cursor_pos, detail_level)
+        except BinderAutorunError as exc:
+            log.info("remote inspection failed: %s", exc)
+            return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+
+    def _make_matcher(self) -> Any:
+        from IPython.core.completer import SimpleCompletion, context_matcher
+
+        @context_matcher()  # type: ignore[untyped-decorator]
+        def remote_matcher(context: Any) -> dict[str, Any]:
+            lines = context.full_text.split("\n")
+            offset = sum(len(line) + 1 for line in lines[: context.cursor_line]) + context.cursor_position
+            reply = self.complete(context.full_text, offset)
+            start = int(reply.get("cursor_start", offset))
+            return {
+                "completions": [SimpleCompletion(text=match) for match in reply.get("matches", [])],
+                "suppress": True,
+                "matched_fragment": context.full_text[start:offset],
+            }
+
+        return remote_matcher

@@ -21,6 +21,15 @@ from .server import JupyterServer
 log = logging.getLogger(__name__)
 
 
+#: run on an IPython remote (in a throwaway namespace) to move its count forward
+_ADVANCE_COUNT = """\
+history = ip.history_manager
+for inputs in (history.input_hist_parsed, history.input_hist_raw):
+    inputs.extend([''] * (n - len(inputs)))
+ip.execution_count = n
+"""
+
+
 class OutputSink(Protocol):
     """Where the messages of a remote request go."""
 
@@ -163,15 +172,17 @@ class KernelSession:
         """Make the remote's next stored cell take number ``count`` (IPython kernels only).
 
         Queued without waiting: the shell channel runs requests in order, so the
-        next execute sees the new count. Only forward moves keep the remote's
-        history database free of duplicate line numbers.
+        next execute sees the new count. Only forward moves, and the remote
+        ``In`` list is padded, so ``In[n]`` stays cell n and the remote history
+        database never sees a line number twice.
         """
         if self.implementation != "ipython" or count <= self.execution_count + 1:
             return
+        code = f"exec({_ADVANCE_COUNT!r}, {{'ip': get_ipython(), 'n': {int(count)}}})"
         msg = wire.make_message(
             "execute_request",
-            {"code": f"get_ipython().execution_count = {int(count)}", "silent": True, "store_history": False,
-             "user_expressions": {}, "allow_stdin": False, "stop_on_error": False},
+            {"code": code, "silent": True, "store_history": False, "user_expressions": {},
+             "allow_stdin": False, "stop_on_error": False},
             self.channel.session_id,
         )
         self.channel.send(msg)  # nobody waits for its reply; the reader drops it

@@ -13,7 +13,9 @@ those user tokens the way a user of ``%binder_on --jupyterhub`` would.
 Users with special spawners (set by ``pre_spawn_hook`` in the hub config):
 
 * ``broken`` - its spawner command does not exist, so the spawn fails at once;
-* ``crasher`` - its single-user server exits with an error right after starting.
+* ``crasher`` - its single-user server exits with an error right after starting
+  (the hub notices after its ``http_timeout``, 3 s for this user);
+* ``sleeper`` - its "server" never answers, so the spawn stays pending.
 
 Use it from a test module with ``from tests.jupyterhub_fixture import jupyterhub``
 (or list this module in ``pytest_plugins``). ``.ci/install-jupyterhub.sh``
@@ -91,6 +93,10 @@ def pre_spawn_hook(spawner):
         spawner.cmd = [settings["dir"] + "/no-such-jupyterhub-singleuser"]
     elif spawner.user.name == "crasher":
         spawner.cmd = [sys.executable, "-c", "import sys; sys.exit('the single-user server crashed on purpose')"]
+        # the hub only notices through its http_timeout that the server never came up
+        spawner.http_timeout = 3
+    elif spawner.user.name == "sleeper":
+        spawner.cmd = [sys.executable, "-c", "import time; time.sleep(120)"]
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
