@@ -192,7 +192,7 @@ class JupyterHubLauncher:
             self.http.close()
         elapsed = time.monotonic() - began
         info = ServerInfo(self._absolute(url_path), self.token)
-        emit(ProgressEvent("ready", f"{_cap(who)} is ready at {info.url}", 100, {"url": info.url}))
+        emit(ProgressEvent("ready", f"Ready: {who} at {info.url}", 100, {"url": info.url}))
         log.info("%s ready at %s after %.1f s (%s)", who, info.url, elapsed, "started" if self._ours else "reused")
         return HubLaunch(info, user, self.server_name, elapsed, started=self._ours, hub_url=self.hub_url)
 
@@ -258,7 +258,7 @@ class JupyterHubLauncher:
                 return status, url if isinstance(url, str) and url else self._default_url_path(user)
             if status == 400 and "pending stop" in message:
                 if self._remaining() <= 0:
-                    raise LaunchError(f"{_cap(who)} was still stopping after {self.timeout:g} s; try again in a minute.")
+                    raise LaunchError(f"Gave up after {self.timeout:g} s waiting for {who} to stop; try again in a minute.")
                 log.info("%s is stopping; will start it again once it has stopped", who)
                 time.sleep(min(STOP_POLL_INTERVAL, self._remaining()))
                 active = False
@@ -372,7 +372,7 @@ class JupyterHubLauncher:
     def _timed_out(self, who: str, last: str) -> LaunchError:
         said = f" (JupyterHub last said: {last.rstrip('.')})" if last else ""
         return LaunchError(
-            f"{_cap(who)} was not ready within {self.timeout:g} s{said}; it may still be starting, so run the same command again to keep waiting."
+            f"Gave up waiting for {who} after {self.timeout:g} s{said}; it may still be starting, so run the same command again to keep waiting."
         )
 
     def _interrupted(self, user: str) -> LaunchError:
@@ -390,10 +390,6 @@ class JupyterHubLauncher:
         log.info("launch interrupted; asked JupyterHub to stop %s", who)
         self._ours = False
         return LaunchError(f"The launch was interrupted; JupyterHub was asked to stop {who}, which was still starting.")
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

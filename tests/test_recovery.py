@@ -1,0 +1,137 @@
+"""Liveness and recovery against a real server: drops, kills, crashes, idle pings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from binder_autorun.cli import TOKEN_ENV
+from binder_autorun.launch import LocalServer
+
+from .conftest import BASE_URL
+from .kernel_driver import LocalKernel
+from .tcp_proxy import TcpProxy
+
+
+def _routed_kernel(tmp_path: Path, url: str, token: str) -> LocalKernel:
+    local = LocalKernel(tmp_path, env={TOKEN_ENV: token})
+    assert local.execute("%load_ext binder_autorun").reply["status"] == "ok"
+    connect = local.execute(f"%binder_on --url {url}")
+    assert connect.reply["status"] == "ok", connect.text
+    return local
+
+
+@pytest.fixture
+def proxy(own_server: LocalServer) -> Iterator[TcpProxy]:
+    tcp = TcpProxy(own_server.port)
+    yield tcp
+    tcp.close()
+
+
+def _error_text(result) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(line for error in result.of("error") for line in error["traceback"])
+
+
+@pytest.mark.timeout(90)
+def test_dropped_connection_loses_and_repeats_nothing(own_server: LocalServer, proxy: TcpProxy, tmp_path: Path) -> None:
+    local = _routed_kernel(tmp_path, f"http://127.0.0.1:{proxy.port}{BASE_URL}", own_server.token)
+    try:
+        cut_at: list[float] = []
+
+        def cut_later() -> None:
+            time.sleep(1.0)
+            cut_at.append(time.monotonic())
+            assert proxy.cut() >= 1
+
+        cutter = threading.Thread(target=cut_later)
+        cutter.start()
+        cell = "import time\nfor i in range(30):\n    print('line', i, flush=True)\n    time.sleep(0.1)\n'done'"
+        result = local.execute(cell, timeout=30)
+        cutter.join()
+        assert result.reply["status"] == "ok", result.text
+        assert result.stdout == "".join(f"line {i}\n" for i in range(30))
+        assert result.of("execute_result")[0]["data"]["text/plain"] == "'done'"
+        # the remote needed ~3 s; the drop may add at most the reconnect time
+        assert result.seconds < 3.0 + 2.0 + 1.0
+        assert proxy.accepted >= 2, "the client never reconnected"
+        status = local.execute("%binder_status").stdout
+        assert "connected, 1 reconnect(s)" in status
+        assert local.execute("21 * 2").of("execute_result")[0]["data"]["text/plain"] == "42"
+    finally:
+        local.shutdown()
+
+
+@pytest.mark.timeout(90)
+def test_server_killed_mid_cell(own_server: LocalServer, tmp_path: Path) -> None:
+    local = _routed_kernel(tmp_path, own_server.url, own_server.token)
+    try:
+        killed_at: list[float] = []
+
+        def kill_later() -> None:
+            time.sleep(1.0)
+            own_server.kill()
+            killed_at.append(time.monotonic())
+
+        threading.Thread(target=kill_later).start()
+        result = local.execute("import time\nprint('started', flush=True)\ntime.sleep(60)", timeout=30)
+        finished = time.monotonic()
+        assert "started" in result.stdout  # output produced before the kill is kept
+        assert result.reply["status"] == "error"
+        assert finished - killed_at[0] < 5.0, "death was not detected within 5 s"
+        message = _error_text(result)
+        assert "Lost the remote kernel" in message and "relaunch" in message
+        assert len(result.of("error")[0]["traceback"]) == 1
+
+        # the local kernel is healthy and %%local works
+        assert local.execute("%%local\n6 * 7").of("execute_result")[0]["data"]["text/plain"] == "42"
+        # later remote cells fail at once with the same sentence
+        again = local.execute("1 + 1", timeout=10)
+        assert again.reply["status"] == "error" and again.seconds < 1.0
+        assert _error_text(again) == message
+    finally:
+        local.shutdown()
+
+
+@pytest.mark.timeout(90)
+def test_remote_kernel_crash_then_restarted_kernel(remote_server: LocalServer, tmp_path: Path) -> None:
+    local = _routed_kernel(tmp_path, remote_server.url, remote_server.token)
+    try:
+        assert local.execute("state = 'precious'").reply["status"] == "ok"
+        crash = local.execute("import os, time\nprint('about to crash', flush=True)\ntime.sleep(0.5)\nos._exit(1)", timeout=30)
+        assert crash.reply["status"] == "error"
+        assert "about to crash" in crash.stdout
+        assert "remote kernel died" in _error_text(crash) and "lost" in _error_text(crash)
+        after = local.execute("'state' in globals()", timeout=30)
+        assert after.reply["status"] == "ok"
+        assert after.of("execute_result")[0]["data"]["text/plain"] == "False"
+        assert "earlier remote state is lost" in after.stderr
+    finally:
+        local.shutdown()
+
+
+@pytest.fixture
+def pinging_server(tmp_path: Path) -> Iterator[LocalServer]:
+    """A server that pings kernel websockets every 0.5 s and drops them after 1 s of silence."""
+    root = tmp_path / "root"
+    root.mkdir()
+    server = LocalServer(root_dir=root, base_url=BASE_URL, ws_ping_interval=0.5, ws_ping_timeout=1.0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_idle_connection_stays_usable(pinging_server: LocalServer, tmp_path: Path) -> None:
+    local = _routed_kernel(tmp_path, pinging_server.url, pinging_server.token)
+    try:
+        assert local.execute("x = 'kept'").reply["status"] == "ok"
+        time.sleep(4.0)  # four ping timeouts with nothing running
+        result = local.execute("x")
+        assert result.of("execute_result")[0]["data"]["text/plain"] == "'kept'"
+        assert "connected, 0 reconnect(s)" in local.execute("%binder_status").stdout
+    finally:
+        local.shutdown()
