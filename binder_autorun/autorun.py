@@ -20,8 +20,13 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Configurable
 
-from .errors import BinderAutorunError, NotConnected, RemoteError
+from .errors import BinderAutorunError, ConnectionLost, NotConnected, RemoteError
 from .launch import LocalServer
+from .launch.binderhub import BinderHubLauncher, normalize_hub
+from .launch.jupyterhub import JupyterHubLauncher, ProgressEvent, hub_base_url
+from .launch.progress import LaunchProgress
+from .launch.saved import SavedServers
+from .launch.spec import parse_spec
 from .mirror import DisplayMirror, ExecutionCounter, RemoteAssist, show_remote_error
 from .router import make_transformer
 from .server import JupyterServer, ServerInfo
@@ -32,11 +37,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Target:
-    """How the current server was obtained, so it can be described and relaunched."""
+    """What to (re)launch: its kind, a label for people, and a token-free identity."""
 
     kind: str  # "url", "local", "binder" or "jupyterhub"
     label: str
+    key: str
     options: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def culls_idle(self) -> bool:
+        """Binder servers are culled after ~10 idle minutes."""
+        return self.kind == "binder"
+
+
+#: MyBinder culls kernels idle for about this long (seconds)
+BINDER_IDLE_CULL = 600
+
+
+def _hub_progress(event: ProgressEvent) -> None:
+    """JupyterHub spawn progress, one line per step on stderr."""
+    if event.message:
+        print(f"JupyterHub: {event.message}", file=sys.stderr)
 
 
 class BinderAutorun(Configurable):
@@ -69,8 +90,12 @@ class BinderAutorun(Configurable):
         self.target: Target | None = None
         self.local_server: LocalServer | None = None
         self.active = False
-        #: sources of the cells that ran remotely (ok) since connect, for %binder_replay
+        self.saved = SavedServers()
+        #: sources of the cells that ran remotely (ok) since connect
         self.ran: list[str] = []
+        #: cells of the session before the last relaunch, for %binder_replay
+        self.replayable: list[str] = []
+        self.build_log: list[str] = []
         self.counter = ExecutionCounter(shell)
         self.assist = RemoteAssist(shell, self._live_session)
         self._transformer = make_transformer(lambda: self.active)
@@ -114,19 +139,28 @@ class BinderAutorun(Configurable):
         if not url:
             raise NotConnected("No server given: use --url URL (or set BINDER_AUTORUN_URL), --local or -r REPO.")
         info = ServerInfo(url, self.token if token is None else token)
-        self._connect(info, Target("url", info.url), kernel_name, kernel_id)
+        self.connect(Target("url", info.url, f"url:{info.url}", {"info": info}), kernel_name, kernel_id)
 
     def connect_local(self, root_dir: str | None = None, kernel_name: str = "") -> None:
         """Start a private jupyter_server on 127.0.0.1 and connect to it."""
-        self._refuse_if_active()
-        server = LocalServer(root_dir=root_dir)
-        info = server.start()
-        try:
-            self._connect(info, Target("local", f"local server in {server.root_dir}", {"root_dir": root_dir}), kernel_name, "")
-        except BaseException:
-            server.stop()
-            raise
-        self.local_server = server
+        root = os.path.abspath(root_dir or ".")
+        self.connect(Target("local", f"local server in {root}", f"local:{root}", {"root_dir": root}), kernel_name)
+
+    def connect_binder(self, repo: str, ref: str | None = None, hub: str = "", show_log: bool = False, kernel_name: str = "") -> None:
+        """Build and launch ``repo`` through a BinderHub, then connect."""
+        spec = parse_spec(repo, ref)  # a bad spec fails here, before any network call
+        hub = normalize_hub(spec.hub or hub or self.binderhub)
+        target = Target("binder", f"{spec.label} on {hub}", f"binder:{hub}{spec.build_path}",
+                        {"spec": spec, "hub": hub, "show_log": show_log})
+        self.connect(target, kernel_name)
+
+    def connect_jupyterhub(self, hub: str, token: str | None = None, server_name: str = "", kernel_name: str = "") -> None:
+        """Start (or reuse) the user's server on a JupyterHub, then connect."""
+        token = self.token if token is None else token
+        hub = hub_base_url(hub)
+        label = f"JupyterHub {hub}" + (f" (server {server_name!r})" if server_name else "")
+        target = Target("jupyterhub", label, f"jupyterhub:{hub}:{server_name}", {"hub": hub, "token": token, "server": server_name})
+        self.connect(target, kernel_name)
 
     def resume(self) -> None:
         """A bare %binder_on: back to the kernel of the last connection."""
@@ -135,11 +169,48 @@ class BinderAutorun(Configurable):
                 self.connect_url()
                 return
             raise NotConnected("Nothing to resume: give --url URL --token T, --local or -r REPO.")
-        if self.active:
-            raise BinderAutorunError(f"Remote mode is already on ({self.target.label if self.target else ''}).")
+        self._refuse_if_active()
         if not self.session.alive:
             raise self.session.channel.lost or NotConnected("The last remote session is closed; connect again.")
         self.activate()
+
+    def relaunch(self, replay: bool = False) -> None:
+        """Launch a fresh server for the last target (after a cull or crash); optionally replay."""
+        if self.target is None:
+            raise NotConnected("Nothing to relaunch yet: connect once with --url, --local or -r REPO.")
+        target, earlier = self.target, self.ran
+        self.deactivate()
+        self._forget_session()
+        self.saved.drop(target.key)
+        self.connect(target, self.kernel_name, fresh=True)
+        self.replayable = earlier
+        if replay:
+            self.replay()
+        elif earlier:
+            print(f"binder_autorun: {len(earlier)} cell(s) ran remotely before; %binder_replay re-runs them.")
+
+    def replay(self) -> None:
+        """Re-run, on the current kernel, the cells that ran remotely before a relaunch."""
+        session = self._live_session()
+        cells, self.replayable = self.replayable, []
+        for index, source in enumerate(cells, 1):
+            head = source.strip().splitlines()[0] if source.strip() else ""
+            print(f"replaying [{index}/{len(cells)}] {head[:70]}")
+            reply = session.execute(source, None, store_history=False)
+            if reply.get("status") != "ok":
+                self.replayable = cells[index:]
+                raise BinderAutorunError(
+                    f"Replay stopped at cell {index} of {len(cells)}: {reply.get('ename')}: {reply.get('evalue')}; "
+                    "fix it and run %binder_replay for the rest."
+                )
+            self.ran.append(source)
+
+    def restart(self) -> None:
+        """Restart the remote kernel: its state is lost, the connection stays."""
+        self._live_session().restart()
+        self.ran = []
+        self._align_counts_at_connect()
+        print("binder_autorun: restarted the remote kernel; its earlier state is gone.")
 
     def _refuse_if_active(self) -> None:
         if self.active:
@@ -148,19 +219,69 @@ class BinderAutorun(Configurable):
                 "run %binder_off first to switch to another server."
             )
 
-    def _connect(self, info: ServerInfo, target: Target, kernel_name: str, kernel_id: str) -> None:
+    def connect(self, target: Target, kernel_name: str = "", kernel_id: str = "", fresh: bool = False) -> None:
+        """Launch or reattach ``target``, start or attach a kernel, switch remote mode on."""
         self._refuse_if_active()
-        server = JupyterServer(info)
-        server.api_info()
-        if kernel_id:
-            session = KernelSession.attach(server, kernel_id)
-        else:
-            session = KernelSession.start(server, kernel_name or self.kernel_name or None)
+        kernel_name = kernel_name or self.kernel_name
+        session = None if fresh or kernel_id else self._reattach(target, kernel_name)
+        if session is None:
+            info = self._launch(target)
+            try:
+                server = JupyterServer(info)
+                server.api_info()
+                session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None)
+            except BaseException:
+                self._stop_local_server()
+                raise
         self._forget_session()
         self.session, self.target, self.ran = session, target, []
+        if target.kind in ("binder", "jupyterhub"):
+            self.saved.put(target.key, session.server.url, session.server.info.token, session.kernel_id)
         self._align_counts_at_connect()
         self.activate()
         log.info("connected to %s (kernel %s)", target.label, session.kernel_id)
+
+    def _launch(self, target: Target) -> ServerInfo:
+        """Get a server for ``target``: its URL and token."""
+        options = target.options
+        if target.kind == "url":
+            return options["info"]
+        if target.kind == "local":
+            self._stop_local_server()
+            self.local_server = LocalServer(root_dir=options["root_dir"])
+            return self.local_server.start()
+        if target.kind == "binder":
+            spec, hub = options["spec"], options["hub"]
+            launcher = BinderHubLauncher(hub, silence_timeout=self.launch_timeout)
+            with LaunchProgress(spec, hub, show_log=options["show_log"]) as progress:
+                launch = launcher.launch(spec, on_event=progress)
+                progress.done(launch)
+            self.build_log = launch.log
+            return launch.info
+        launched = JupyterHubLauncher(options["hub"], options["token"], options["server"], timeout=self.launch_timeout).launch(
+            on_event=_hub_progress
+        )
+        return launched.info
+
+    def _reattach(self, target: Target, kernel_name: str) -> KernelSession | None:
+        """Reuse a still-live server (and kernel) saved for ``target``; drop it if dead."""
+        record = self.saved.get(target.key)
+        if record is None:
+            return None
+        server = JupyterServer(ServerInfo(record["url"], record["token"]), timeout=5)
+        try:
+            server.api_info()
+            if server.kernel(record["kernel_id"]) is not None:
+                session = KernelSession.attach(server, record["kernel_id"])
+                print(f"binder_autorun: reattached to the running kernel at {server.url}.")
+            else:
+                session = KernelSession.start(server, kernel_name or None)
+                print(f"binder_autorun: reusing the running server at {server.url} (new kernel).")
+            return session
+        except BinderAutorunError as exc:
+            log.info("saved server for %s is gone (%s); launching anew", target.label, exc)
+            self.saved.drop(target.key)
+            return None
 
     def _align_counts_at_connect(self) -> None:
         """One numbering: whichever side is behind catches up (see ExecutionCounter)."""
@@ -191,25 +312,52 @@ class BinderAutorun(Configurable):
         """Back to the local kernel; ``shutdown`` also stops what we started."""
         self.deactivate()
         if shutdown:
+            if self.target is not None:
+                self.saved.drop(self.target.key)
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Shut down the kernel and server we started (also run at exit)."""
+        """Shut down the kernel and server we started (also run at exit).
+
+        A Binder or JupyterHub kernel is kept at exit (not on ``%binder_off
+        --shutdown``) so a restarted local kernel can reattach; the hub's culler
+        reclaims it if nobody does.
+        """
         self.deactivate()
-        self._forget_session()
-        if self.local_server is not None:
-            self.local_server.stop()
-            self.local_server = None
+        keep = self.target is not None and self.target.kind in ("binder", "jupyterhub") and self.saved.get(self.target.key)
+        if self.session is not None:
+            self.session.close() if keep else self.session.shutdown()
+            self.session = None
+        self._stop_local_server()
 
     def _forget_session(self) -> None:
         if self.session is not None:
             self.session.shutdown()
             self.session = None
 
+    def _stop_local_server(self) -> None:
+        if self.local_server is not None:
+            self.local_server.stop()
+            self.local_server = None
+
     # -- running cells --------------------------------------------------------
 
     def run_cell(self, source: str) -> None:
-        """Run one routed cell remotely, mirroring everything into this shell."""
+        """Run one routed cell remotely, mirroring everything into this shell.
+
+        With ``auto_relaunch``, a server found gone is relaunched, the earlier
+        cells are replayed, and the cell runs on the new server.
+        """
+        try:
+            self._run_cell(source)
+        except ConnectionLost as lost:
+            if not self.auto_relaunch or self.target is None:
+                raise
+            print(f"binder_autorun: {lost}\nbinder_autorun: auto_relaunch is on: relaunching {self.target.label}.", file=sys.stderr)
+            self.relaunch(replay=True)
+            self._run_cell(source)
+
+    def _run_cell(self, source: str) -> None:
         session = self._live_session()
         info = getattr(self.shell.displayhook.exec_result, "info", None)
         store_history = bool(getattr(info, "store_history", True))
@@ -239,21 +387,26 @@ class BinderAutorun(Configurable):
 
     # -- status ---------------------------------------------------------------
 
-    def status(self) -> str:
+    def status(self, show_log: bool = False) -> str:
         """A few lines for %binder_status; never the token."""
+        if show_log:
+            return "\n".join(self.build_log) or "binder_autorun: no build log (the last launch was not a Binder build)."
         if self.session is None or self.target is None:
             return "binder_autorun: not connected (local kernel). Use %binder_on --url URL, --local or -r REPO."
         session = self.session
+        language = session.kernel_info.get("language_info", {}).get("name", "?")
+        idle = time.monotonic() - session.last_activity
         lines = [
-            f"mode:       {'remote' if self.active else 'local (remote session kept; %binder_on resumes)'}",
+            f"mode:       {'remote' if self.active else 'local (the remote session is kept; %binder_on resumes)'}",
             f"target:     {self.target.label}",
             f"server:     {session.server.url}",
-            f"kernel:     {session.kernel_id} ({session.kernel_info.get('implementation', '?')}, "
-            f"{session.kernel_info.get('language_info', {}).get('name', '?')})",
+            f"kernel:     {session.kernel_id} ({session.implementation or '?'}, {language})",
             f"connection: {session.channel.state}, {session.channel.reconnects} reconnect(s)",
+            f"idle:       {idle:.0f} s since the last remote activity",
         ]
-        idle = time.monotonic() - session.last_activity
-        lines.append(f"idle:       {idle:.0f} s since the last remote cell")
+        if self.target.culls_idle:
+            left = max(0, BINDER_IDLE_CULL - idle)
+            lines.append(f"cull:       Binder culls idle kernels after ~{BINDER_IDLE_CULL // 60} min: about {left / 60:.0f} min left")
         if session.alive:
             try:
                 model = session.server.kernel(session.kernel_id, timeout=5)

@@ -24,7 +24,7 @@ def _parse(magic: Any, line: str) -> Any:
 
 @magics_class
 class BinderMagics(Magics):
-    """``%binder_on``, ``%binder_off``, ``%binder_status``, ``%binder_restart``, ``%%local``."""
+    """``%binder_on``/``_off``/``_status``/``_restart``/``_replay`` and ``%%local``."""
 
     def __init__(self, shell, autorun: BinderAutorun) -> None:  # type: ignore[no-untyped-def]
         super().__init__(shell)
@@ -32,12 +32,21 @@ class BinderMagics(Magics):
 
     @magic_arguments()
     @_help
+    @argument("-r", "--repo", default="", help="Build and launch this repository through a BinderHub "
+              "(owner/repo, a GitHub/GitLab/gist/git URL, a DOI, or a Binder link).")
+    @argument("--ref", default=None, help="Branch, tag or commit of --repo (default: the repository's HEAD).")
+    @argument("--binderhub", default="", help="BinderHub to use (default https://mybinder.org or BINDER_AUTORUN_BINDERHUB).")
+    @argument("--show-log", action="store_true", help="Print the full build log while building.")
+    @argument("--jupyterhub", default="", metavar="HUB", help="Start (or reuse) your server on this JupyterHub.")
+    @argument("--server", default="", help="Named JupyterHub server (default: your default server).")
     @argument("--url", default="", help="URL of a running Jupyter server (its base_url included).")
     @argument("--token", default=None, help="Its token; better: set BINDER_AUTORUN_TOKEN so no cell holds it.")
     @argument("--local", nargs="?", const=".", default=None, metavar="DIR",
               help="Start a private jupyter_server on 127.0.0.1 serving DIR (default: the current directory).")
     @argument("--kernel-name", default="", help="Kernel spec to start (default: the server's default).")
     @argument("--kernel-id", default="", help="Attach to this running kernel instead of starting one.")
+    @argument("--relaunch", action="store_true", help="Launch a fresh server for the last target (after a cull or crash).")
+    @argument("--replay", action="store_true", help="With --relaunch: re-run the cells that ran remotely before.")
     @line_magic
     def binder_on(self, line: str) -> None:
         """Run every following cell on a remote Jupyter kernel (``%%local`` cells stay local).
@@ -47,12 +56,19 @@ class BinderMagics(Magics):
         args = _parse(self.binder_on, line)
         if args is None:
             return
-        if args.local is not None:
-            self.autorun.connect_local(args.local, kernel_name=args.kernel_name)
+        autorun = self.autorun
+        if args.relaunch:
+            autorun.relaunch(replay=args.replay)
+        elif args.repo:
+            autorun.connect_binder(args.repo, args.ref, args.binderhub, args.show_log, kernel_name=args.kernel_name)
+        elif args.jupyterhub:
+            autorun.connect_jupyterhub(args.jupyterhub, args.token, args.server, kernel_name=args.kernel_name)
+        elif args.local is not None:
+            autorun.connect_local(args.local, kernel_name=args.kernel_name)
         elif args.url or args.token or args.kernel_id or args.kernel_name:
-            self.autorun.connect_url(args.url, args.token, kernel_name=args.kernel_name, kernel_id=args.kernel_id)
+            autorun.connect_url(args.url, args.token, kernel_name=args.kernel_name, kernel_id=args.kernel_id)
         else:
-            self.autorun.resume()
+            autorun.resume()
 
     @magic_arguments()
     @_help
@@ -66,11 +82,29 @@ class BinderMagics(Magics):
 
     @magic_arguments()
     @_help
+    @argument("--log", action="store_true", help="Show the full build log of the last Binder launch.")
     @line_magic
     def binder_status(self, line: str) -> None:
-        """Show the server (never its token), kernel and connection state."""
-        if _parse(self.binder_status, line) is not None:
-            print(self.autorun.status())
+        """Show the server (never its token), kernel, connection state and idle time."""
+        args = _parse(self.binder_status, line)
+        if args is not None:
+            print(self.autorun.status(show_log=args.log))
+
+    @magic_arguments()
+    @_help
+    @line_magic
+    def binder_restart(self, line: str) -> None:
+        """Restart the remote kernel (its state is lost; the connection stays)."""
+        if _parse(self.binder_restart, line) is not None:
+            self.autorun.restart()
+
+    @magic_arguments()
+    @_help
+    @line_magic
+    def binder_replay(self, line: str) -> None:
+        """Re-run the cells that ran remotely before the last %binder_on --relaunch."""
+        if _parse(self.binder_replay, line) is not None:
+            self.autorun.replay()
 
     @cell_magic
     def local(self, line: str, cell: str) -> None:

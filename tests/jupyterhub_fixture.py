@@ -17,8 +17,8 @@ Users with special spawners (set by ``pre_spawn_hook`` in the hub config):
   (the hub notices after its ``http_timeout``, 3 s for this user);
 * ``sleeper`` - its "server" never answers, so the spawn stays pending.
 
-Use it from a test module with ``from tests.jupyterhub_fixture import jupyterhub``
-(or list this module in ``pytest_plugins``). ``.ci/install-jupyterhub.sh``
+The fixture is named ``jupyterhub``; import its function ``real_jupyterhub`` into
+a conftest or test module (or list this module in ``pytest_plugins``). ``.ci/install-jupyterhub.sh``
 installs what it needs. Without it, tests skip, except under CI (``CI=true``),
 where a missing install step must fail loudly.
 """
@@ -64,9 +64,13 @@ c.JupyterHub.pid_file = settings["dir"] + "/jupyterhub.pid"
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.cleanup_proxy = True
-# a spawn that takes longer than this answers 202 and reports through the
-# progress stream (like a hub on Kubernetes); a local spawn takes ~2 s
-c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": settings["slow_spawn_timeout"]}}
+# a spawn (stop) that takes longer than these answers 202 and goes on in the
+# background, reported by the progress stream (like a hub on Kubernetes); a local
+# spawn takes ~2 s. JupyterHub's defaults are 10 s each.
+c.JupyterHub.tornado_settings = {{
+    "slow_spawn_timeout": settings["slow_spawn_timeout"],
+    "slow_stop_timeout": settings["slow_stop_timeout"],
+}}
 
 c.JupyterHub.proxy_class = "jupyterhub.proxy.ConfigurableHTTPProxy"
 c.ConfigurableHTTPProxy.command = [settings["chp"]]
@@ -147,8 +151,9 @@ def missing_requirements() -> str | None:
 class JupyterHubProcess:
     """One real JupyterHub (with its proxy) that we start, query and stop."""
 
-    def __init__(self, slow_spawn_timeout: float = 0.5) -> None:
+    def __init__(self, slow_spawn_timeout: float = 0.5, slow_stop_timeout: float = 0) -> None:
         self.slow_spawn_timeout = slow_spawn_timeout
+        self.slow_stop_timeout = slow_stop_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="binder-autorun-hub-"))
         self.port = free_port()
         self.admin_token = secrets.token_hex(24)
@@ -192,6 +197,7 @@ class JupyterHubProcess:
             "singleuser": singleuser,
             "admin_token": self.admin_token,
             "slow_spawn_timeout": self.slow_spawn_timeout,
+            "slow_stop_timeout": self.slow_stop_timeout,
         }
         config = self.dir / "jupyterhub_config.py"
         config.write_text(_CONFIG.format(settings=json.dumps(settings)))
@@ -277,9 +283,11 @@ class JupyterHubProcess:
         return str(response.json()["token"])
 
     def server_model(self, name: str, server_name: str = "") -> dict[str, Any] | None:
+        """The hub's model of a user's server, or None when the hub has none."""
         response = self.request("GET", f"users/{name}")
         assert response.status_code == 200, response.text
-        return response.json().get("servers", {}).get(server_name)
+        model: dict[str, Any] | None = response.json().get("servers", {}).get(server_name)
+        return model
 
     def stop_server(self, name: str, server_name: str = "", timeout: float = 30.0) -> None:
         """Stop a user's server and wait until the hub reports it gone."""
@@ -301,8 +309,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"a real JupyterHub is needed: {reason}")
 
 
-@pytest.fixture(scope="session")
-def jupyterhub() -> Iterator[JupyterHubProcess]:
+@pytest.fixture(scope="session", name="jupyterhub")
+def real_jupyterhub() -> Iterator[JupyterHubProcess]:
     """A running JupyterHub for the whole session (stopped, servers included, at the end)."""
     reason = missing_requirements()
     if reason:

@@ -21,7 +21,7 @@ from binder_autorun.launch.jupyterhub import HubLaunch, JupyterHubLauncher, Prog
 from binder_autorun.launch.local import free_port
 from binder_autorun.server import JupyterServer
 
-from .jupyterhub_fixture import JupyterHubProcess, jupyterhub  # noqa: F401  (the fixture)
+from .jupyterhub_fixture import JupyterHubProcess, missing_requirements, real_jupyterhub  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -153,18 +153,64 @@ def test_running_server_is_reused(jupyterhub: JupyterHubProcess, alice: tuple[st
     assert requests.get(again.info.url + "api/status", headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200
 
 
-def test_named_server(jupyterhub: JupyterHubProcess) -> None:
+def test_named_server(jupyterhub: JupyterHubProcess, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     token = jupyterhub.user_token("bob")
     result, events = launch(jupyterhub, token, server_name="analysis")
     assert (result.user, result.server_name, result.started) == ("bob", "analysis", True)
     assert result.info.url == jupyterhub.url + "user/bob/analysis/"
     assert events[-1].phase == "ready"
     assert requests.get(result.info.url + "api/status", headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200
-    assert jupyterhub.server_model("bob", "") is None or not jupyterhub.server_model("bob", "")["ready"]
+    assert not (jupyterhub.server_model("bob", "") or {}).get("ready")
     # and reused by name
     again, _ = launch(jupyterhub, token, server_name="analysis")
     assert again.info == result.info and not again.started
     jupyterhub.stop_server("bob", "analysis")
+    assert "analysis" in caplog.text and token not in caplog.text
+
+
+def test_named_server_the_hub_refuses(jupyterhub: JupyterHubProcess) -> None:
+    token = jupyterhub.user_token("bob")
+    with pytest.raises(LaunchError) as caught:
+        launch(jupyterhub, token, server_name="no good!")
+    assert str(caught.value) == (
+        f"The JupyterHub at {jupyterhub.url} refused to start bob's server 'no good!' "
+        "(HTTP 400): Invalid server_name: 'no good!'."
+    )
+
+
+def test_server_still_stopping_is_started_again(jupyterhub: JupyterHubProcess) -> None:
+    token = jupyterhub.user_token("dave")
+    first, _ = launch(jupyterhub, token)
+    # this hub answers a stop at once (202) and finishes it in the background
+    assert jupyterhub.request("DELETE", "users/dave/server").status_code == 202
+    assert (jupyterhub.server_model("dave") or {}).get("pending") == "stop"
+    again, _ = launch(jupyterhub, token)  # POST answers 400 "pending stop" until it has stopped
+    assert again.started and again.info == first.info
+    assert requests.get(again.info.url + "api/status", headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200
+    jupyterhub.stop_server("dave")
+
+
+@pytest.fixture(scope="module")
+def hub_with_default_timeouts() -> Iterator[JupyterHubProcess]:
+    """A hub with JupyterHub's own slow_spawn_timeout (10 s): a quick spawn answers 201, not 202."""
+    if missing_requirements():
+        pytest.skip(str(missing_requirements()))
+    hub = JupyterHubProcess(slow_spawn_timeout=10, slow_stop_timeout=10)
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()
+
+
+def test_spawn_that_finishes_within_the_post(hub_with_default_timeouts: JupyterHubProcess) -> None:
+    hub = hub_with_default_timeouts
+    token = hub.user_token("frank")
+    result, events = launch(hub, token)
+    assert result.started and result.info.url == hub.url + "user/frank/"
+    assert [event.phase for event in events] == ["launching", "ready"]  # 201: nothing left to report
+    assert requests.get(result.info.url + "api/status", headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200
 
 
 def test_hub_address_as_pasted_from_the_browser(jupyterhub: JupyterHubProcess, alice: tuple[str, HubLaunch, list[ProgressEvent]]) -> None:
@@ -207,7 +253,7 @@ def test_unreachable_hub_fails_fast() -> None:
 
 def test_something_that_is_not_a_hub() -> None:
     class NotAHub(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_error(404)
 
         def log_message(self, *args: Any) -> None:
@@ -249,7 +295,7 @@ def test_timeout_while_the_hub_is_still_spawning(jupyterhub: JupyterHubProcess) 
         with pytest.raises(LaunchError, match=r"^Gave up waiting for sleeper's server after 2 s \(JupyterHub last said: Spawning server\.\.\.\); it may still be starting"):
             launch(jupyterhub, token, timeout=2)
         assert time.monotonic() - began < 4
-        assert jupyterhub.server_model("sleeper")["pending"] == "spawn"  # left to the hub, which keeps trying
+        assert (jupyterhub.server_model("sleeper") or {}).get("pending") == "spawn"  # left to the hub, which keeps trying
     finally:
         jupyterhub.stop_server("sleeper")
 

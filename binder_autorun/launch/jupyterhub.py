@@ -132,7 +132,7 @@ def iter_sse_data(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
             else:
                 name, _, value = line.partition(":")
                 if name == "data":
-                    data.append(value[1:] if value.startswith(" ") else value)
+                    data.append(value.removeprefix(" "))
     if pending.strip():
         line = pending.decode("utf-8", errors="replace")
         if line.startswith("data:"):
@@ -170,7 +170,7 @@ class JupyterHubLauncher:
         interrupted launch (the spawn we asked for is then cancelled).
         """
         if not self.token:
-            raise AuthError(f"A JupyterHub launch needs an API token; create one on {self.hub_url}hub/token and pass it with --token.")
+            raise AuthError(f"A JupyterHub launch needs an API token; create one on {self.hub_url}hub/token and pass it with --token (or BINDER_AUTORUN_TOKEN).")
         emit = on_event or (lambda event: None)
         began = time.monotonic()
         self._deadline = began + self.timeout
@@ -204,7 +204,7 @@ class JupyterHubLauncher:
         if response.status_code in (401, 403):
             raise AuthError(
                 f"The JupyterHub at {self.hub_url} rejected the token (HTTP {response.status_code}); "
-                f"create a new one on {self.hub_url}hub/token and pass it with --token."
+                f"create a new one on {self.hub_url}hub/token and pass it with --token (or BINDER_AUTORUN_TOKEN)."
             )
         model = _json(response)
         if response.status_code != 200 or not isinstance(model.get("name"), str):
@@ -232,7 +232,7 @@ class JupyterHubLauncher:
         path = self._server_path(user)
         servers = model.get("servers")
         known = isinstance(servers, dict)
-        existing = servers.get(self.server_name) if known else None
+        existing = servers.get(self.server_name) if isinstance(servers, dict) else None
         active = isinstance(existing, dict) and bool(existing.get("ready") or existing.get("pending"))
         while True:
             # a POST cut short by an interrupt may still start the server: cancel it then
@@ -253,8 +253,7 @@ class JupyterHubLauncher:
                 )
             if status == 400 and "already running" in message:
                 log.info("%s is already running; reusing it", who)
-                server = (model.get("servers") or {}).get(self.server_name)
-                url = server.get("url") if isinstance(server, dict) else None
+                url = existing.get("url") if isinstance(existing, dict) else None
                 return status, url if isinstance(url, str) and url else self._default_url_path(user)
             if status == 400 and "pending stop" in message:
                 if self._remaining() <= 0:
@@ -306,7 +305,7 @@ class JupyterHubLauncher:
                     last[0] = message or last[0]
                     if event.get("failed"):
                         reason = message or "no reason given"
-                        raise LaunchError(f"JupyterHub could not start {who}: {reason.rstrip('.')}.")
+                        raise LaunchError(f"JupyterHub could not start {who}: {_clause(reason)}.")
                     if event.get("ready"):
                         url = event.get("url")
                         return url if isinstance(url, str) and url else self._default_url_path(user)
@@ -370,7 +369,7 @@ class JupyterHubLauncher:
         return self._deadline - time.monotonic()
 
     def _timed_out(self, who: str, last: str) -> LaunchError:
-        said = f" (JupyterHub last said: {last.rstrip('.')})" if last else ""
+        said = f" (JupyterHub last said: {_clause(last)})" if last else ""
         return LaunchError(
             f"Gave up waiting for {who} after {self.timeout:g} s{said}; it may still be starting, so run the same command again to keep waiting."
         )
@@ -402,4 +401,10 @@ def _json(response: requests.Response) -> dict[str, Any]:
 
 def _message(response: requests.Response) -> str:
     """The hub's own error message (its JSON ``message``), else the HTTP reason."""
-    return str(_json(response).get("message") or response.reason or "no message").strip().rstrip(".")
+    return _clause(str(_json(response).get("message") or response.reason or "no message"))
+
+
+def _clause(text: str) -> str:
+    """``text`` ready to sit inside our sentence: trimmed, without a final full stop (an ellipsis stays)."""
+    text = " ".join(text.split())
+    return text if text.endswith("...") else text.rstrip(".")

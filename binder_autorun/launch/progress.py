@@ -57,15 +57,14 @@ class LaunchProgress:
 
     def __call__(self, event: BuildEvent) -> None:
         """Take one event of the launch."""
-        if event.phase and event.phase != self.phase:
+        force = event.phase not in ("", "failed", self.phase)  # a failure is told by failed(), in the phase it hit
+        if force:
             self.phase = event.phase
-            force = True
-        else:
-            force = False
-        for line in self.build_log.feed(event.message):
-            if self.show_log:
+        lines = self.build_log.feed(event.message)
+        if self.show_log:
+            for line in lines:
                 self._view.log(line)
-        self._draw(force)
+        self._draw(force or (self.show_log and bool(lines)))
 
     def done(self, launch: BinderLaunch) -> None:
         """End with a short summary: repo, ref, hub, launch time."""
@@ -90,8 +89,15 @@ class LaunchProgress:
             return
         self._shown_at = now
         latest = self.build_log.latest
-        text = f"Binder {self.spec.label} on {self.hub}: {self.phase} ({self.elapsed:.0f} s)"
-        self._view.show(f"{text}  {latest}" if latest else text, _status_html(text, latest))
+        text = f"Binder [{self.phase} {self.elapsed:.0f} s] {self.spec.label}"
+        markup = (
+            f"Binder <code>{html.escape(self.spec.label)}</code> on {html.escape(self.hub)}: "
+            f"<b>{html.escape(self.phase)}</b> {self.elapsed:.0f} s"
+        )
+        if latest:
+            text += f": {latest}"
+            markup += f"<br><code style=\"opacity:0.7\">{html.escape(latest[:200])}</code>"
+        self._view.show(text, markup)
 
 
 def summary(launch: BinderLaunch) -> tuple[str, str]:
@@ -106,11 +112,6 @@ def summary(launch: BinderLaunch) -> tuple[str, str]:
         f"on <a href=\"{html.escape(launch.hub)}\" target=\"_blank\">{html.escape(launch.hub)}</a>"
     )
     return text, markup
-
-
-def _status_html(text: str, latest: str) -> str:
-    line = f"<br><code style=\"opacity:0.7\">{html.escape(latest[:200])}</code>" if latest else ""
-    return f"<span>{html.escape(text)}</span>{line}"
 
 
 def _in_notebook() -> bool:
