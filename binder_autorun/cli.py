@@ -22,6 +22,10 @@ from traitlets import Float, Unicode
 
 from .errors import BinderAutorunError
 from .launch import LocalServer
+from .launch.binderhub import DEFAULT_HUB, BinderHubLauncher, normalize_hub
+from .launch.jupyterhub import JupyterHubLauncher
+from .launch.progress import LaunchProgress
+from .launch.spec import parse_spec
 from .server import ServerInfo
 
 try:
@@ -49,6 +53,8 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
 
     async def async_start_new_kernel_client(self) -> Any:
         kc = await super().async_start_new_kernel_client()
+        if not self.server_url:
+            return kc  # the notebook connects itself with its own %binder_on cell
         options = f"--url {self.server_url}" + (f" --kernel-name {self.remote_kernel_name}" if self.remote_kernel_name else "")
         code = f"%load_ext binder_autorun\n%binder_on {options}\n"
         if self.cell_timeout:
@@ -68,17 +74,21 @@ def _remote_count(cell: Any, execute_reply: dict[str, Any] | None, **_: Any) -> 
 
 
 class Progress:
-    """One line per cell on stderr: index, first source line, status, time."""
+    """One line per code cell on stderr: index, first source line, status, time."""
 
     def __init__(self, total: int, stream: Any = sys.stderr) -> None:
         self.total = total
         self.stream = stream
         self.started = 0.0
+        self.done_cells = 0
 
     def start(self, cell: Any, cell_index: int, **_: Any) -> None:
+        if cell.cell_type != "code":
+            return
         self.started = time.monotonic()
+        self.done_cells += 1
         head = (cell.source.strip().splitlines() or [""])[0][:60]
-        self.stream.write(f"[{cell_index + 1}/{self.total}] {head} ... ")
+        self.stream.write(f"[{self.done_cells}/{self.total}] {head} ... ")
         self.stream.flush()
 
     def done(self, cell: Any, execute_reply: dict[str, Any] | None = None, **_: Any) -> None:
@@ -93,9 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="Execute a notebook with every cell on a remote kernel.")
     run.add_argument("notebook", type=Path)
-    target = run.add_mutually_exclusive_group(required=True)
-    target.add_argument("--url", help="A running Jupyter server (token: --token or BINDER_AUTORUN_TOKEN).")
+    target = run.add_mutually_exclusive_group()
+    target.add_argument("--url", help="A running Jupyter server (token: --token or BINDER_AUTORUN_TOKEN). "
+                        "Without a target, the notebook's own %%binder_on cell connects.")
     target.add_argument("--local", nargs="?", const=".", metavar="DIR", help="Start a private local jupyter_server in DIR.")
+    target.add_argument("-r", "--repo", help="Build and launch this repository through a BinderHub first.")
+    target.add_argument("--jupyterhub", metavar="HUB", help="Start (or reuse) your server on this JupyterHub first.")
+    run.add_argument("--ref", default=None, help="Branch, tag or commit of --repo.")
+    run.add_argument("--binderhub", default=os.environ.get("BINDER_AUTORUN_BINDERHUB", DEFAULT_HUB),
+                     help="BinderHub for --repo (default: %(default)s).")
+    run.add_argument("--show-log", action="store_true", help="Print the full build log of --repo.")
+    run.add_argument("--server", default="", help="Named server on --jupyterhub.")
     run.add_argument("--token", default=None, help="Token of --url (prefer the BINDER_AUTORUN_TOKEN variable).")
     run.add_argument("--kernel-name", default="", help="Remote kernel spec (default: the server's default).")
     run.add_argument("-o", "--output", type=Path, help="Where to write the executed notebook (default: NAME.remote.ipynb).")
@@ -110,16 +128,22 @@ def run_notebook(args: argparse.Namespace) -> int:
     notebook = nbformat.read(args.notebook, as_version=4)
     output = args.output or args.notebook.with_name(args.notebook.stem + ".remote.ipynb")
     local: LocalServer | None = None
+    info: ServerInfo | None = None
     if args.local is not None:
         local = LocalServer(root_dir=args.local)
         info = local.start()
-    else:
-        info = ServerInfo(args.url, args.token if args.token is not None else os.environ.get(TOKEN_ENV, ""))
-    os.environ[TOKEN_ENV] = info.token  # the local kernel inherits it; no cell holds it
+    elif args.url:
+        info = ServerInfo(args.url, _token(args))
+    elif args.repo:
+        info = launch_binder(args.repo, args.ref, args.binderhub, args.show_log)
+    elif args.jupyterhub:
+        info = JupyterHubLauncher(args.jupyterhub, _token(args), args.server).launch(on_event=_hub_line).info
+    if info is not None:
+        os.environ[TOKEN_ENV] = info.token  # the local kernel inherits it; no cell holds it
     progress = Progress(sum(cell.cell_type == "code" for cell in notebook.cells))
     client = RoutedNotebookClient(
         notebook,
-        server_url=info.url,
+        server_url=info.url if info else "",
         remote_kernel_name=args.kernel_name,
         cell_timeout=args.timeout,
         allow_errors=args.allow_errors,
@@ -142,6 +166,25 @@ def run_notebook(args: argparse.Namespace) -> int:
     nbformat.write(notebook, output)
     print(f"binder-autorun: wrote {output}", file=sys.stderr)
     return status
+
+
+def _token(args: argparse.Namespace) -> str:
+    return args.token if args.token is not None else os.environ.get(TOKEN_ENV, "")
+
+
+def launch_binder(repo: str, ref: str | None, hub: str, show_log: bool) -> ServerInfo:
+    """Build and launch through a BinderHub with a progress line on stderr."""
+    spec = parse_spec(repo, ref)
+    hub = normalize_hub(spec.hub or hub)
+    with LaunchProgress(spec, hub, show_log=show_log) as progress:
+        launch = BinderHubLauncher(hub).launch(spec, on_event=progress)
+        progress.done(launch)
+    return launch.info
+
+
+def _hub_line(event: Any) -> None:
+    if event.message:
+        print(f"JupyterHub: {event.message}", file=sys.stderr)
 
 
 def _executed(progress: Progress, quiet: bool) -> Any:

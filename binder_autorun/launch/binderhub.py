@@ -66,7 +66,7 @@ class BinderLaunch:
     binder_ref_url: str = ""
     binder_persistent_request: str = ""  # v2/<provider>/<spec at the resolved commit>: relaunch the same thing
     launch_seconds: float = 0.0
-    log: list[str] = field(default_factory=list, repr=False)
+    log: list[str] = field(default_factory=list, repr=False, compare=False)
 
 
 class BinderLaunchError(LaunchError):

@@ -305,7 +305,10 @@ class JupyterHubLauncher:
                     last[0] = message or last[0]
                     if event.get("failed"):
                         reason = message or "no reason given"
-                        raise LaunchError(f"JupyterHub could not start {who}: {_clause(reason)}.")
+                        raise LaunchError(
+                            f"JupyterHub could not start {who}: {_clause(reason)}; "
+                            "try again, and if it keeps failing show this message to the hub's admin."
+                        )
                     if event.get("ready"):
                         url = event.get("url")
                         return url if isinstance(url, str) and url else self._default_url_path(user)
