@@ -18,6 +18,7 @@ setup(
     install_requires=[
         "ipython>=8.0",
         "requests>=2.25",
+        "urllib3>=2",  # streaming reads of the build event stream (read1)
         "websocket-client>=1.6",
         "nbformat>=5.7",
     ],

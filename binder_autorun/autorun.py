@@ -248,7 +248,7 @@ class BinderAutorun(Configurable):
             return options["info"]
         if target.kind == "local":
             self._stop_local_server()
-            self.local_server = LocalServer(root_dir=options["root_dir"])
+            self.local_server = LocalServer(root_dir=options["root_dir"], limit_rate=False)
             return self.local_server.start()
         if target.kind == "binder":
             spec, hub = options["spec"], options["hub"]

@@ -130,7 +130,7 @@ def run_notebook(args: argparse.Namespace) -> int:
     local: LocalServer | None = None
     info: ServerInfo | None = None
     if args.local is not None:
-        local = LocalServer(root_dir=args.local)
+        local = LocalServer(root_dir=args.local, limit_rate=False)
         info = local.start()
     elif args.url:
         info = ServerInfo(args.url, _token(args))

@@ -9,7 +9,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,7 +64,7 @@ def launcher(hub: BinderHubStandIn) -> BinderHubLauncher:
     return BinderHubLauncher(hub.url, silence_timeout=10, connect_timeout=2)
 
 
-def requests_during(hub: BinderHubStandIn, action) -> tuple[object, list[Received]]:  # type: ignore[no-untyped-def]
+def requests_during(hub: BinderHubStandIn, action: Callable[[], object]) -> tuple[object, list[Received]]:
     """Run ``action``; return its result (or exception) and the requests the hub got meanwhile."""
     before = len(hub.received)
     try:

@@ -284,7 +284,7 @@ def test_spawn_failure_carries_the_hubs_message(jupyterhub: JupyterHubProcess) -
 def test_server_that_dies_while_starting(jupyterhub: JupyterHubProcess) -> None:
     # the hub answers the POST with a bare HTTP 500; the reason comes later on the progress stream
     token = jupyterhub.user_token("crasher")
-    with pytest.raises(LaunchError, match=r"^JupyterHub could not start crasher's server: Spawn failed: .*didn't respond in 3 seconds\.$"):
+    with pytest.raises(LaunchError, match=r"^JupyterHub could not start crasher's server: Spawn failed: .*didn't respond in 3 seconds; try again, and if it keeps failing show this message to the hub's admin\.$"):
         launch(jupyterhub, token)
 
 

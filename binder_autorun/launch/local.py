@@ -39,6 +39,8 @@ class LocalServer:
 
     ``ws_ping_interval``/``ws_ping_timeout`` (seconds) tune the kernel
     websocket pings, which tests shorten to exercise idle connections.
+    ``limit_rate=False`` lifts the server's IOPub rate limits (a private
+    server should pass output through like a native kernel does).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class LocalServer:
         ws_ping_timeout: float | None = None,
         extra_args: list[str] | None = None,
         startup_timeout: float = 60.0,
+        limit_rate: bool = True,
     ) -> None:
         self.root_dir = Path(root_dir or os.getcwd()).resolve()
         self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
@@ -56,6 +59,7 @@ class LocalServer:
         self.ws_ping_timeout = ws_ping_timeout
         self.extra_args = list(extra_args or [])
         self.startup_timeout = startup_timeout
+        self.limit_rate = limit_rate
         self.port = 0
         self.token = secrets.token_hex(24)
         self.process: subprocess.Popen[bytes] | None = None
@@ -87,6 +91,8 @@ class LocalServer:
             f"--ServerApp.root_dir={self.root_dir}",
             # a private server must not pick up the user's notebook/lab extensions
         ]
+        if not self.limit_rate:
+            args.append("--ZMQChannelsWebsocketConnection.limit_rate=False")
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--ServerApp.allow_root=True")  # containers and CI run as root
         settings = {}
