@@ -145,9 +145,9 @@ class BinderHubStandIn:
         return max(named, key=len) if named else "cache-hit"
 
     def jupyter_server(self) -> LocalServer:
-        """The real server that ``ready`` events point at (started once, on demand)."""
+        """The real server that ``ready`` events point at (started on demand, anew once it died)."""
         with self._server_lock:
-            if self.server is None:
+            if self.server is None or (self._own_server and not self.server.running):
                 self.server = LocalServer(root_dir=self.root_dir, base_url=f"/user/{self.user}/")
                 self.server.start()
             return self.server

@@ -47,6 +47,14 @@ def own_server(tmp_path: Path) -> Iterator[LocalServer]:
 
 
 @pytest.fixture(autouse=True)
+def _private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test remembers launched servers in its own file (kernels inherit the variable)."""
+    os.environ["BINDER_AUTORUN_STATE"] = str(tmp_path_factory.mktemp("state") / "servers.json")
+    yield
+    os.environ.pop("BINDER_AUTORUN_STATE", None)
+
+
+@pytest.fixture(autouse=True)
 def _no_token_in_env() -> Iterator[None]:
     saved = os.environ.pop(TOKEN_ENV, None)
     yield
