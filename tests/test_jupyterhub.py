@@ -363,3 +363,26 @@ def test_event_stream_parsing_is_tolerant() -> None:
         {"progress": 50, "message": "Spawning server..."},
         {"progress": 100, "ready": True, "url": "/user/a/"},
     ]
+
+
+@pytest.mark.timeout(120)
+def test_notebook_cells_run_on_a_jupyterhub_server(jupyterhub: JupyterHubProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``%binder_on --jupyterhub`` in a real notebook kernel: spawn, connect, route a cell."""
+    from binder_autorun.cli import TOKEN_ENV
+
+    from .kernel_driver import LocalKernel
+
+    jupyterhub.ensure_user("carol")
+    token = jupyterhub.user_token("carol")
+    local = LocalKernel(tmp_path, env={TOKEN_ENV: token})
+    try:
+        local.execute("%load_ext binder_autorun")
+        connect = local.execute(f"%binder_on --jupyterhub {jupyterhub.url}", timeout=90)
+        assert connect.reply["status"] == "ok", connect.text
+        result = local.execute("import os\nos.environ.get('JUPYTERHUB_USER')")
+        assert result.of("execute_result")[0]["data"]["text/plain"] == "'carol'"
+        status = local.execute("%binder_status").stdout
+        assert f"{jupyterhub.url}user/carol/" in status
+        assert token not in connect.text + result.text + status
+    finally:
+        local.shutdown()
