@@ -362,12 +362,13 @@ class BinderAutorun(Configurable):
         info = getattr(self.shell.displayhook.exec_result, "info", None)
         store_history = bool(getattr(info, "store_history", True))
         silent = bool(getattr(info, "silent", False))
-        if store_history:
-            self._record_source(source)
-            session.set_execution_count(self.counter.next - 1)
         if session.restarted_unexpectedly:
-            session.restarted_unexpectedly = False
             print("binder_autorun: the remote kernel was restarted after it died; earlier remote state is lost.", file=sys.stderr)
+            session.wait_ready()
+            self.ran = []
+        if store_history:
+            self._record_source(source, self.counter.next - 1)
+            session.set_execution_count(self.counter.next - 1)
         mirror = DisplayMirror(self.shell, self.counter, track_count=store_history)
         reply = session.execute(
             source, mirror, silent=silent, store_history=store_history, allow_stdin=mirror.allow_stdin,
@@ -379,11 +380,26 @@ class BinderAutorun(Configurable):
             self.ran.append(source)
         mirror.finish(reply)
 
-    def _record_source(self, source: str) -> None:
-        """``In[n]``/``%history`` show what the user typed, not our routing call."""
+    def _record_source(self, source: str, line: int) -> None:
+        """``In[n]``, ``%history`` and the history database hold what the user typed,
+        not the routing call the transformer made of it."""
         history = self.shell.history_manager
-        if history is not None and history.input_hist_parsed:
-            history.input_hist_parsed[-1] = source.rstrip("\n")
+        if history is None or not history.input_hist_parsed:
+            return
+        source = source.rstrip("\n")
+        history.input_hist_parsed[-1] = source
+        with history.db_input_cache_lock:
+            for index, entry in enumerate(history.db_input_cache):
+                if entry[0] == line:
+                    history.db_input_cache[index] = (line, source, entry[2])
+                    return
+            try:  # the saving thread already wrote it
+                with history.db:
+                    history.db.execute(
+                        "UPDATE history SET source=? WHERE session=? AND line=?", (source, history.session_number, line)
+                    )
+            except Exception:  # a read-only or broken history database must not fail the cell
+                log.debug("could not rewrite history line %d", line, exc_info=True)
 
     # -- status ---------------------------------------------------------------
 

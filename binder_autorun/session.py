@@ -138,8 +138,23 @@ class KernelSession:
     def restart(self) -> None:
         """Restart the remote kernel (state is lost) and re-learn its count."""
         self.server.restart_kernel(self.kernel_id)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until a (re)started kernel answers, then re-learn its execution count.
+
+        A request sent while the server swaps in the restarted kernel can be
+        lost, so kernel_info is retried until one is answered.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.kernel_info = self.request("kernel_info_request", {}, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                break
+            except ConnectionLost:
+                if self.channel.lost is not None or time.monotonic() > deadline:
+                    raise
         self.restarted_unexpectedly = False
-        self.kernel_info = self.request("kernel_info_request", {}, timeout=60)
         self.execution_count = int(self.execute("", silent=True, store_history=False).get("execution_count") or 0)
 
     def _on_kernel_status(self, state: str) -> None:

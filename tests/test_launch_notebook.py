@@ -86,7 +86,7 @@ def test_failed_build_is_one_sentence_with_the_log_tail(kernel: LocalKernel, hub
 
 @pytest.mark.timeout(60)
 def test_bad_spec_fails_before_any_request(kernel: LocalKernel, hub: BinderHubStandIn) -> None:
-    result = _launch(kernel, hub, "not a repo at all")
+    result = _launch(kernel, hub, "ftp://example.org/not-a-repo")
     assert result.reply["status"] == "error"
     assert len(result.of("error")[0]["traceback"]) == 1
     assert "owner/repo" in result.of("error")[0]["traceback"][0]

@@ -120,7 +120,10 @@ class Terminal:
         pytest.fail(f"terminal: {what}; the terminal shows (tail):\n{tail}", pytrace=False)
 
     def expect(self, pattern: str | re.Pattern[str], timeout: float = 15, what: str = "") -> re.Match[str]:
-        """Wait for ``pattern`` in the text not yet consumed; consume up to its end."""
+        """Wait for ``pattern`` in the text not yet consumed; consume up to its end.
+
+        Anchor patterns to whole lines (``(?m)^...$``) where the typed source echoes the same text.
+        """
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
         while True:
@@ -274,10 +277,21 @@ def test_prompt_learns_a_remote_count_ahead_at_connect(terminal: Terminal, remot
 @pytest.mark.timeout(40)
 def test_multiline_block_runs_remotely_once(terminal: Terminal, remote_server) -> None:
     terminal.connect(remote_server.url)
-    terminal.run_remote_ok("seen = []")
+    terminal.run_remote_ok("import time; seen = []")
     # typed as a person does: IPython auto-indents the body; a blank line ends the block
-    cell = terminal.run("for i in range(3):", "seen.append(i)", "print('item', i)", "")
+    number = terminal.prompt
+    for line in ("for i in range(3):", "seen.append(i)", "print('item', i, flush=True)"):
+        terminal.type_line(line)
+    start = len(terminal.text)
+    terminal.type_line("time.sleep(0.5)")  # the last line of the body: more may follow
+    terminal.child.send("\r")  # the blank line that runs the block
+    terminal.expect(r"(?m)^item 0$", what="the first line of output")
+    first_output = time.monotonic()
+    terminal.prompt = terminal.wait_prompt(after=number)
+    gap = time.monotonic() - first_output
+    cell = Cell(number, terminal.text[start:], terminal.prompt)
     assert [line for line in cell.lines if line.startswith("item")] == ["item 0", "item 1", "item 2"], cell.output
+    assert gap > 0.7, f"output was held back until the cell finished (first line {gap:.2f} s before the end)"
     assert cell.next == cell.number + 1
     cell = terminal.run_remote_ok("seen")
     assert cell.out == (cell.number, "[0, 1, 2]"), "the block ran more than once, or not remotely:\n" + cell.output
@@ -309,7 +323,7 @@ def test_remote_input_and_getpass_answered_in_the_terminal(terminal: Terminal, r
     terminal.connect(remote_server.url)
     number = terminal.prompt
     terminal.child.send("x = input('name? ')\r")
-    terminal.expect(r"name\? ", what="the remote input() prompt")
+    terminal.expect(r"(?m)^name\? $", what="the remote input() prompt")
     terminal.child.send("Ada Lovelace\r")
     terminal.prompt = terminal.wait_prompt(after=number)
     cell = terminal.run_remote_ok("x")
@@ -317,7 +331,7 @@ def test_remote_input_and_getpass_answered_in_the_terminal(terminal: Terminal, r
 
     number = terminal.prompt
     terminal.child.send("import getpass; pw = getpass.getpass('secret? ')\r")
-    terminal.expect(r"secret\? ", what="the remote getpass() prompt")
+    terminal.expect(r"(?m)^secret\? $", what="the remote getpass() prompt")
     start = terminal.pos
     terminal.child.send("s3cr3t-value\r")
     terminal.prompt = terminal.wait_prompt(after=number)
@@ -346,6 +360,45 @@ def test_ctrl_c_interrupts_the_remote_cell(terminal: Terminal, remote_server) ->
     cell = terminal.run_remote_ok("marker")
     assert cell.out == (cell.number, "'still here'"), cell.output
     assert cell.number == number + 1
+
+    # Ctrl-C at a remote input() prompt: the remote KeyboardInterrupt, as natively
+    number = terminal.prompt
+    terminal.child.send("answer = input('your answer? ')\r")
+    terminal.expect(r"(?m)^your answer\? $", what="the remote input() prompt")
+    terminal.child.sendcontrol("c")
+    terminal.expect(r"KeyboardInterrupt: Interrupted by user", timeout=15, what="the remote KeyboardInterrupt")
+    terminal.prompt = terminal.wait_prompt(after=number, timeout=10)
+    cell = terminal.run_remote_ok("marker + '!'")
+    assert cell.out == (cell.number, "'still here!'"), cell.output
+
+
+@pytest.mark.timeout(40)
+def test_second_ctrl_c_stops_waiting(terminal: Terminal, remote_server) -> None:
+    """A remote cell that swallows interrupts: the second Ctrl-C gives the shell back; a restart recovers."""
+    terminal.connect(remote_server.url)
+    terminal.run_remote_ok("import time")
+    number = terminal.prompt
+    for line in ("while True:", "try:", "time.sleep(10)"):
+        terminal.type_line(line)
+    terminal.child.send("\x7f" * 4)  # back out of the auto-indent, as a person does
+    for line in ("except KeyboardInterrupt:", "print('swallowed', flush=True)"):
+        terminal.type_line(line)
+    terminal.child.send("\r")
+    terminal.settle(quiet=0.5)  # running now, silently
+    terminal.child.sendcontrol("c")
+    terminal.expect(r"(?m)swallowed$", timeout=5, what="the remote cell catching the first interrupt")
+    started = time.monotonic()
+    terminal.child.sendcontrol("c")
+    terminal.expect(r"Stopped waiting for the remote cell", timeout=5, what="the one-sentence give-up message")
+    terminal.prompt = terminal.wait_prompt(after=number, timeout=5)
+    assert time.monotonic() - started < 2.0
+    shown = terminal.text[-1500:]
+    assert "Traceback" not in shown, shown
+
+    cell = terminal.run("%binder_restart", timeout=30)
+    assert "restarted" in cell.output, cell.output
+    cell = terminal.run_remote_ok("'time' in dir()")  # a fresh kernel
+    assert cell.out == (cell.number, "False"), cell.output
 
 
 @pytest.mark.timeout(40)
