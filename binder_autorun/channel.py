@@ -222,6 +222,17 @@ class KernelChannel:
             except (OSError, websocket.WebSocketException):
                 self._abort_socket()
 
+    def reopen(self, timeout: float | None = None) -> None:
+        """Re-open the websocket (same session id) and wait until it is back.
+
+        After a kernel restart the server may have moved the kernel to new
+        ports; only a new websocket gets channels to the new ones.
+        """
+        self._connected.clear()
+        self._abort_socket()
+        if not self._connected.wait(timeout or self.reconnect_window + self.connect_timeout) or self._lost:
+            raise self._lost or ConnectionLost(f"The connection to {self.server.url} did not come back.")
+
     def _abort_socket(self) -> None:
         ws = self._ws
         if ws is not None and ws.sock is not None:

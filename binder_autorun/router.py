@@ -17,6 +17,8 @@ from collections.abc import Callable
 #: first-line prefixes that keep a cell on the local kernel
 LOCAL_CELL_MAGIC = "%%local"
 OWN_MAGICS = ("binder_on", "binder_off", "binder_status", "binder_restart", "binder_replay")
+#: cells that leave the local session (a terminal user means "quit IPython", not the remote kernel)
+EXIT_CELLS = frozenset({"exit", "quit", "exit()", "quit()", "%exit", "%quit", "%exit_raise"})
 
 
 def first_line(lines: list[str]) -> str:
@@ -27,7 +29,7 @@ def first_line(lines: list[str]) -> str:
 def stays_local(lines: list[str]) -> bool:
     """Whether a cell runs on the local kernel even in remote mode."""
     head = first_line(lines)
-    if not head:
+    if not head or "".join(lines).strip() in EXIT_CELLS:
         return True
     word = head.split(None, 1)[0].rstrip("?")  # ``%binder_on?`` asks for local help too
     if word == LOCAL_CELL_MAGIC:

@@ -50,6 +50,8 @@ class KernelSession:
     ``owns_kernel`` says whether we started the kernel (and so may shut it down).
     ``wait_tick`` is how often a waiting request checks the connection is alive;
     it adds no latency (the wait returns as soon as a message arrives).
+    ``idle_grace`` bounds the wait for a request's ``idle`` status once its
+    reply is in and nothing else arrives (a lost status must not hang a cell).
     """
 
     def __init__(
@@ -60,12 +62,14 @@ class KernelSession:
         session_id: str | None = None,
         wait_tick: float = 1.0,
         interrupt_grace: float = 10.0,
+        idle_grace: float = 5.0,
     ) -> None:
         self.server = server
         self.kernel_id = kernel_id
         self.owns_kernel = owns_kernel
         self.wait_tick = wait_tick
         self.interrupt_grace = interrupt_grace
+        self.idle_grace = idle_grace
         self.kernel_info: dict[str, Any] = {}
         #: the remote count of the last stored cell
         self.execution_count = 0
@@ -105,11 +109,9 @@ class KernelSession:
         return session
 
     def connect(self) -> None:
-        """Open the websocket, read kernel_info and learn the remote execution count."""
+        """Open the websocket, wait until the kernel answers, learn its execution count."""
         self.channel.connect()
-        self.kernel_info = self.request("kernel_info_request", {}, timeout=60)
-        # a silent execute's reply carries the count of the last stored cell
-        self.execution_count = int(self.execute("", silent=True, store_history=False).get("execution_count") or 0)
+        self._handshake()
 
     @property
     def implementation(self) -> str:
@@ -140,21 +142,45 @@ class KernelSession:
         self.server.restart_kernel(self.kernel_id)
         self.wait_ready()
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until a (re)started kernel answers, then re-learn its execution count.
+    def wait_ready(self) -> None:
+        """After a restart: a new websocket (the kernel may have new ports), then the handshake."""
+        self.channel.reopen()
+        self._handshake()
+        self.restarted_unexpectedly = False
 
-        A request sent while the server swaps in the restarted kernel can be
-        lost, so kernel_info is retried until one is answered.
+    def _handshake(self, timeout: float = 60.0, attempt: float = 2.0) -> None:
+        """Repeat kernel_info until both its reply and its iopub status arrive.
+
+        A new websocket gets a new IOPub subscription, and messages published
+        before it takes effect are lost (ZeroMQ's slow joiner); a request sent
+        while the server swaps in a restarted kernel can be lost too. Once a
+        kernel_info has been answered on both channels, outputs are safe.
+        Then a silent execute's reply tells the count of the last stored cell.
         """
         deadline = time.monotonic() + timeout
         while True:
+            self._check_usable()
+            msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+            inbox = self.channel.request(msg)
+            reply: dict[str, Any] | None = None
+            iopub = False
+            until = min(deadline, time.monotonic() + attempt)
             try:
-                self.kernel_info = self.request("kernel_info_request", {}, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
-                break
-            except ConnectionLost:
-                if self.channel.lost is not None or time.monotonic() > deadline:
-                    raise
-        self.restarted_unexpectedly = False
+                while time.monotonic() < until and not (reply and iopub):
+                    event = self._next(inbox, tick=max(0.01, until - time.monotonic()))
+                    if event is None:
+                        continue
+                    if event["channel"] == "shell" and wire.msg_type(event) == "kernel_info_reply":
+                        reply = dict(event["content"])
+                    iopub = iopub or event["channel"] == "iopub"
+            finally:
+                self.channel.forget(msg["header"]["msg_id"])
+            if reply is not None:
+                self.kernel_info = reply
+                if iopub:
+                    break
+            if time.monotonic() >= deadline:
+                raise ConnectionLost(f"The remote kernel at {self.server.url} did not answer within {timeout:g} s; it may be stuck, so try %binder_restart.")
         self.execution_count = int(self.execute("", silent=True, store_history=False).get("execution_count") or 0)
 
     def _on_kernel_status(self, state: str) -> None:
@@ -232,17 +258,23 @@ class KernelSession:
         reply: dict[str, Any] | None = None
         idle = False
         interrupted_at: float | None = None
-        deadline = time.monotonic() + timeout if timeout else None
+        heard = time.monotonic()  # when the last message of this request arrived
+        deadline = heard + timeout if timeout else None
         try:
             while reply is None or not idle:
                 try:
-                    event = self._next(inbox, interrupted_at)
-                    if deadline is not None and interrupted_at is None and time.monotonic() > deadline:
+                    event = self._next(inbox, None if interrupted_at is None else max(interrupted_at, heard))
+                    now = time.monotonic()
+                    if deadline is not None and interrupted_at is None and now > deadline:
                         log.info("cell ran past its %.1f s timeout; interrupting the remote kernel", timeout)
-                        interrupted_at = time.monotonic()
+                        interrupted_at = now
                         self.interrupt()
                     if event is None:
+                        if reply is not None and now - heard > self.idle_grace:
+                            log.info("no idle status %.0f s after the reply; taking the cell as finished", self.idle_grace)
+                            break
                         continue
+                    heard = now
                     channel, kind = event["channel"], wire.msg_type(event)
                     if channel == "shell" and kind == "execute_reply":
                         reply = dict(event["content"])
@@ -282,15 +314,20 @@ class KernelSession:
         if self.channel.state == "closed":
             raise ConnectionLost("This remote session was closed; connect again with %binder_on.")
 
-    def _next(self, inbox: Inbox, interrupted_at: float | None = None) -> wire.Message | None:
-        """The next message, or None after a quiet tick; raise what ended the stream."""
+    def _next(self, inbox: Inbox, quiet_since: float | None = None, tick: float | None = None) -> wire.Message | None:
+        """The next message, or None after a quiet tick; raise what ended the stream.
+
+        ``quiet_since`` (set once the user interrupted) is when the request was
+        last heard from; a kernel silent for ``interrupt_grace`` after that is
+        given up on.
+        """
         try:
-            event = inbox.get(timeout=self.wait_tick)
+            event = inbox.get(timeout=tick or self.wait_tick)
         except queue.Empty:
             self.channel.check_alive()
-            if interrupted_at is not None and time.monotonic() - interrupted_at > self.interrupt_grace:
+            if quiet_since is not None and time.monotonic() - quiet_since > self.interrupt_grace:
                 raise StopWaiting(
-                    f"The remote kernel did not stop within {self.interrupt_grace:g} s of the interrupt; "
+                    f"The remote kernel sent nothing for {self.interrupt_grace:g} s after the interrupt; "
                     "stopped waiting, so use %binder_restart if it stays busy."
                 ) from None
             return None
