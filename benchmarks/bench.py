@@ -27,9 +27,11 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import queue
 import socket
 import statistics
+import subprocess
 import struct
 import sys
 import tempfile
@@ -181,7 +183,17 @@ class LocalKernel:
             self.km.shutdown_kernel(now=True)
 
 
-_STATE_DIR = tempfile.mkdtemp(prefix="bench-state-")
+_TEMP_DIRS: list[str] = []
+
+
+def temp_dir(prefix: str) -> str:
+    """A temporary directory removed at the end of the run."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _TEMP_DIRS.append(path)
+    return path
+
+
+_STATE_DIR = temp_dir("bench-state-")
 
 
 def state_env() -> dict[str, str]:
@@ -490,42 +502,43 @@ class Report:
 
 
 def bench_latency(rep: Report, server: LocalServer, n: int, n_naive: int) -> dict[str, Any]:
+    """Samples of the three modes are interleaved (a, b, c in turn), so a machine that gets busier
+    or quieter during the run moves all three alike."""
     url, token = server.url, server.token
     warm = 20
-    res: dict[str, Any] = {}
+    res: dict[str, Any] = {"native": [], "raw": [], "routed": []}
 
-    log("latency: native local ipykernel")
+    log("latency: starting a native kernel, a raw websocket client and a routed kernel")
     native = LocalKernel()
-    try:
-        for _ in range(warm):
-            native.run("pass")
-        res["native"] = [native.run("pass").seconds for _ in range(n)]
-    finally:
-        native.stop()
-
-    log("latency: raw websocket client (QUICKACK / no QUICKACK)")
     http = rest(url, token)
     kid = start_remote_kernel(http, url)
     try:
         raw = RawKernelWS(url, token, kid, quickack=True)
+        routed = routed_kernel(url, token)
+        res["routed_kernel"] = routed
+        modes: dict[str, Callable[[], float]] = {
+            "native": lambda: native.run("pass").seconds,
+            "raw": lambda: raw.execute("pass").seconds,
+            "routed": lambda: routed.run_ok("pass").seconds,
+        }
         for _ in range(warm):
-            raw.execute("pass")
-        res["raw"] = [raw.execute("pass").seconds for _ in range(n)]
+            for sample in modes.values():
+                sample()
+        log(f"latency: {n} interleaved samples per mode")
+        order = list(modes)
+        for i in range(n):
+            for key in order[i % 3:] + order[:i % 3]:  # rotate who goes first
+                res[key].append(modes[key]())
         raw.close()
+        log("latency: raw websocket client without QUICKACK")
         naive = RawKernelWS(url, token, kid, quickack=False)
         for _ in range(5):
             naive.execute("pass")
         res["naive"] = [naive.execute("pass").seconds for _ in range(n_naive)]
         naive.close()
     finally:
+        native.stop()
         http.delete(url + f"api/kernels/{kid}", timeout=30)
-
-    log("latency: routed (local ipykernel + binder_autorun -> server)")
-    routed = routed_kernel(url, token)
-    res["routed_kernel"] = routed
-    for _ in range(warm):
-        routed.run_ok("pass")
-    res["routed"] = [routed.run("pass").seconds for _ in range(n)]
 
     for key, label in (("native", "(b) native local ipykernel `pass`"),
                        ("raw", "(c) raw websocket round trip, TCP_QUICKACK"),
@@ -570,57 +583,45 @@ def bench_bulk(rep: Report, server: LocalServer, routed: LocalKernel, reps: int)
     res: dict[str, Any] = {"native": [], "raw": [], "routed": []}
     payload = N_LINES * len("line 99999\n") + IMAGE_B64_CHARS
 
-    log("bulk: native local ipykernel")
+    log("bulk: native kernel, raw websocket client and routed kernel, interleaved")
     native = LocalKernel()
-    try:
-        native.run_ok("pass")
-        for i in range(reps):
-            r = native.run(BULK_CELL, keep_outputs=True)
-            lines, size, status = check_bulk(r)
-            res["native"].append(r.seconds)
-            if i == 0:
-                res["native_status"] = status
-        before = vm_status(native.pid)
-        reset_hwm(native.pid)
-        native.run(BULK_CELL)
-        after = vm_status(native.pid)
-        res["native_mem"] = after["VmHWM"] - before["VmRSS"]
-    finally:
-        native.stop()
-
-    log("bulk: raw websocket transfer")
     http = rest(url, token)
     kid = start_remote_kernel(http, url)
+    pid = routed.pid
+    statuses: list[str] = []
+    mems: list[int] = []
+    native_mems: list[int] = []
+    hwm_reset = False
     try:
+        native.run_ok("pass")
         raw = RawKernelWS(url, token, kid, quickack=True)
         raw.execute("pass")
         for i in range(reps):
-            r = raw.execute(BULK_CELL)
-            lines, size, status = check_bulk(r)
-            res["raw"].append(r.seconds)
-            if i == 0:
-                res["raw_status"] = status
-        raw.close()
-    finally:
-        http.delete(url + f"api/kernels/{kid}", timeout=30)
+            log(f"bulk: round {i + 1}/{reps}")
+            before = vm_status(native.pid)
+            reset_hwm(native.pid)
+            r = native.run(BULK_CELL)
+            after = vm_status(native.pid)
+            res["native"].append(r.seconds)
+            res.setdefault("native_status", check_bulk(r)[2])
+            native_mems.append(after["VmHWM"] - before["VmRSS"])
 
-    log("bulk: routed")
-    pid = routed.pid
-    statuses = []
-    mems = []
-    for i in range(reps):
-        before = vm_status(pid)
-        hwm_reset = reset_hwm(pid)
-        r = routed.run(BULK_CELL)
-        after = vm_status(pid)
-        lines, size, status = check_bulk(r)
-        statuses.append(status)
-        res["routed"].append(r.seconds)
-        base = before["VmRSS"] if hwm_reset else before["VmHWM"]
-        mems.append(after["VmHWM"] - base)
-        # timeline of the first run: when did the last line and the image arrive?
-        if i == 0:
-            res["routed_first_msg"] = (r.outputs[0][0] - (r.outputs[-1][0] - r.seconds)) if r.outputs else float("nan")
+            r = raw.execute(BULK_CELL)
+            res["raw"].append(r.seconds)
+            res.setdefault("raw_status", check_bulk(r)[2])
+
+            before = vm_status(pid)
+            hwm_reset = reset_hwm(pid)
+            r = routed.run(BULK_CELL)
+            after = vm_status(pid)
+            statuses.append(check_bulk(r)[2])
+            res["routed"].append(r.seconds)
+            mems.append(after["VmHWM"] - (before["VmRSS"] if hwm_reset else before["VmHWM"]))
+        raw.close()
+        res["native_mem"] = max(native_mems)
+    finally:
+        native.stop()
+        http.delete(url + f"api/kernels/{kid}", timeout=30)
     res["routed_status"] = statuses[0] if all(s == statuses[0] for s in statuses) else "; ".join(statuses)
     res["routed_mem"] = max(mems)
     res["routed_mems"] = mems
@@ -639,7 +640,8 @@ def bench_bulk(rep: Report, server: LocalServer, routed: LocalKernel, reps: int)
             + ", ".join(f"{m / mb:.0f}" for m in res["routed_mems"]) + " MB)"
             + ("" if hwm_reset else " (VmHWM not resettable: delta of VmHWM)"))
     rep.row("bulk", "peak extra memory, native kernel (for comparison)",
-            f"{res['native_mem'] / mb:8.1f} MB = {res['native_mem'] / payload:.2f} x payload")
+            f"{res['native_mem'] / mb:8.1f} MB = {res['native_mem'] / payload:.2f} x payload (max of "
+            + ", ".join(f"{m / mb:.0f}" for m in native_mems) + " MB)")
     base = max(median(res["native"]), median(res["raw"]))
     rep.target(Target("bulk: routed <= 1.5 x max(native, raw)", median(res["routed"]) / base, 1.5,
                       f"routed {median(res['routed']):.3f} s vs max(native {median(res['native']):.3f}, "
@@ -749,7 +751,7 @@ def start_standin(standin: Any, server: Any) -> Any:
 
         handler._ready = timed_ready
         handler._bench_timed = True
-    return standin.BinderHubStandIn(tempfile.mkdtemp(prefix="bench-hub-"), user="bench", server=server,
+    return standin.BinderHubStandIn(temp_dir("bench-hub-"), user="bench", server=server,
                                     hold_seconds=5.0).start()
 
 
@@ -943,7 +945,7 @@ def bench_cut(server: LocalServer, mode: str, random_cuts: int = 0) -> dict[str,
 
 def bench_death() -> dict[str, Any]:
     """SIGKILL a server's process group mid-cell; time until the routed cell fails."""
-    root = tempfile.mkdtemp(prefix="bench-death-")
+    root = temp_dir("bench-death-")
     server = LocalServer(root_dir=root, base_url=BASE_URL)
     server.start()
     kernel = routed_kernel(server.url, server.token)
@@ -1041,6 +1043,21 @@ def bench_recovery(rep: Report, server: LocalServer, random_cuts: int, silent: b
 # ---------------------------------------------------------------------------------------------
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy so far (from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process and the children it has reaped (kernels, servers)."""
+    import resource  # noqa: PLC0415
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def environment(rep: Report) -> None:
     def v(name: str) -> str:
         try:
@@ -1052,6 +1069,18 @@ def environment(rep: Report) -> None:
     print(f"  CPUs {os.cpu_count()}; TCP_QUICKACK {'available' if QUICKACK is not None else 'NOT available'}")
     print("  " + ", ".join(f"{p} {v(p)}" for p in ("binder_autorun", "ipykernel", "ipython", "jupyter_server",
                                                     "jupyter_client", "websocket-client", "tornado", "pyzmq")))
+    import binder_autorun  # noqa: PLC0415
+    package = Path(binder_autorun.__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(package), "log", "-1", "--format=%h %cd", "--date=iso"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+        print(f"  package measured: {package} at {head or '?'}"
+              + (f", with uncommitted changes in {', '.join(dirty)}" if dirty else ", clean"))
+    except (OSError, subprocess.SubprocessError):
+        print(f"  package measured: {package}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1064,14 +1093,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.n or (50 if args.quick else 200)
     n_naive = 20 if args.quick else 50
-    bulk_reps = 1 if args.quick else 3
-    launch_reps = 3 if args.quick else 9
+    bulk_reps = 2 if args.quick else 3
+    launch_reps = 5 if args.quick else 9
     sections = args.only or ["latency", "bulk", "launch", "recovery"]
 
     t_start = now()
+    busy0, own0 = busy_cpu_seconds(), own_cpu_seconds()
     rep = Report()
     environment(rep)
-    root = tempfile.mkdtemp(prefix="bench-root-")
+    root = temp_dir("bench-root-")
     server = LocalServer(root_dir=root, base_url=BASE_URL)
     server.start()
     print(f"  jupyter_server at {server.url} (base_url {BASE_URL}); mode {'quick' if args.quick else 'full'}\n")
@@ -1097,7 +1127,14 @@ def main(argv: list[str] | None = None) -> int:
         if routed is not None:
             routed.stop()
         server.stop()
+        for path in _TEMP_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
 
+    wall = now() - t_start
+    foreign = max(0.0, (busy_cpu_seconds() - busy0) - (own_cpu_seconds() - own0))
+    share = foreign / (wall * (os.cpu_count() or 1))
+    print(f"\n  other processes on this machine used {foreign:.0f} CPU-s during the run "
+          f"({share:.0%} of {os.cpu_count()} CPUs){'  << BUSY MACHINE: timings are noisy' if share > 0.15 else ''}")
     print("\nTargets (measured / limit)")
     for t in rep.targets:
         print(f"  {'PASS' if t.ok else 'FAIL'}  {t.name:<62} {t.measured:8.3f} / {t.limit:<5g}  {t.detail}")

@@ -80,6 +80,9 @@ def test_routed_equals_native(remote_server, tmp_path: Path) -> None:
             assert normalized(routed.replies[index].get(key)) == normalized(native.replies[index].get(key)), (source, key)
     # the counts are the remote's, starting at 1 on a fresh kernel
     assert [r["execution_count"] for r in routed.replies] == list(range(1, len(CELLS) + 1))
+    # streams are not split into one output per remote chunk
+    many_lines = CELLS.index("for i in range(2000):\n    print(i)")
+    assert len(routed.cells[many_lines].outputs) <= max(3, len(native.cells[many_lines].outputs))
     # sanity: the comparison saw every kind of output
     kinds = {o["output_type"] for cell in routed.cells for o in cell.outputs}
     assert kinds == {"stream", "execute_result", "display_data", "error"}
