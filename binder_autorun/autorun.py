@@ -9,6 +9,7 @@ and runs each routed cell through a :class:`~binder_autorun.mirror.DisplayMirror
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Int, Unicode, default
 from traitlets.config import Configurable
 
 from .errors import BinderAutorunError, ConnectionLost, NotConnected, RemoteError
@@ -54,21 +55,57 @@ class Target:
 BINDER_IDLE_CULL = 600
 
 
+def _return_big_blocks_to_the_os(threshold: int) -> None:
+    """Big remote outputs are decoded by the reader thread and re-encoded by the main
+    one; glibc keeps freed blocks in per-thread arenas, so without this the local
+    kernel's peak memory grows with every big output (measured: 6.7x the payload,
+    2.9x with it)."""
+    if threshold <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
+_M_MMAP_THRESHOLD = -3
+
+
 def _hub_progress(event: ProgressEvent) -> None:
     """JupyterHub spawn progress, one line per step on stderr."""
     if event.message:
         print(f"JupyterHub: {event.message}", file=sys.stderr)
 
 
+class _Secret(str):
+    """A token whose repr hides it (``%config BinderAutorun`` prints current values)."""
+
+    def __repr__(self) -> str:
+        return "'<hidden>'" if self else "''"
+
+
+class SecretUnicode(Unicode):  # type: ignore[type-arg]
+    """A Unicode trait for secrets: the value works as a str but never shows in a repr."""
+
+    def validate(self, obj: Any, value: Any) -> _Secret:
+        return _Secret(super().validate(obj, value))
+
+
 class BinderAutorun(Configurable):
     """Routes every cell of ``shell`` to a remote Jupyter kernel while on."""
 
     url = Unicode("", help="Jupyter server URL for %binder_on without options (env BINDER_AUTORUN_URL).").tag(config=True)
-    token = Unicode("", help="Token for that server (env BINDER_AUTORUN_TOKEN); never shown.").tag(config=True)
+    token = SecretUnicode("", help="Token for that server (env BINDER_AUTORUN_TOKEN); never shown.").tag(config=True)
     kernel_name = Unicode("", help="Kernel spec to start on the remote server (empty: the server's default).").tag(config=True)
     binderhub = Unicode(help="BinderHub used by %binder_on -r (env BINDER_AUTORUN_BINDERHUB).").tag(config=True)
     launch_timeout = Float(300.0, help="Seconds a BinderHub may stay silent during a launch before we give up.").tag(config=True)
     cell_timeout = Float(0.0, help="Interrupt a remote cell running longer than this many seconds (0: never).").tag(config=True)
+    mmap_threshold = Int(
+        1 << 20,
+        help="On glibc, serve allocations of at least this many bytes by mmap, so the big outputs that pass "
+        "through return their memory to the OS (0: leave malloc alone).",
+    ).tag(config=True)
     auto_relaunch = Bool(False, help="When the server is gone, relaunch the same target automatically and replay cells.").tag(config=True)
 
     @default("url")
@@ -228,7 +265,8 @@ class BinderAutorun(Configurable):
             info = self._launch(target)
             try:
                 server = JupyterServer(info)
-                server.api_info()
+                if target.kind == "url":
+                    server.api_info()  # a clear sentence if the URL is not a Jupyter server; launchers know theirs is
                 session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None)
             except BaseException:
                 self._stop_local_server()
@@ -293,6 +331,7 @@ class BinderAutorun(Configurable):
             self.session.set_execution_count(self.counter.next)
 
     def activate(self) -> None:
+        _return_big_blocks_to_the_os(self.mmap_threshold)
         self.install()
         self.assist.install()
         self.active = True

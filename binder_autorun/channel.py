@@ -37,8 +37,14 @@ log = logging.getLogger(__name__)
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
-#: what an inbox yields: a message, or the exception that ended the stream
-Event = dict[str, Any] | BinderAutorunError
+class Reconnected:
+    """Put in waiting inboxes after a reconnect: a reply may have been lost in the drop."""
+
+
+RECONNECTED = Reconnected()
+
+#: what an inbox yields: a message, a reconnect notice, or the exception that ended the stream
+Event = dict[str, Any] | Reconnected | BinderAutorunError
 
 
 class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
@@ -64,9 +70,9 @@ class KernelChannel:
         kernel_id: str,
         session_id: str | None = None,
         connect_timeout: float = 10.0,
-        reconnect_window: float = 4.0,
-        ping_after: float = 2.0,
-        pong_timeout: float = 2.0,
+        reconnect_window: float = 2.0,
+        ping_after: float = 1.0,
+        pong_timeout: float = 1.0,
         on_kernel_status: Callable[[str], None] | None = None,
     ) -> None:
         self.server = server
@@ -153,7 +159,7 @@ class KernelChannel:
         self._connected.clear()
         if self._ws is not None:
             self._ws.close(timeout=1)
-        self._fail_all(ConnectionLost("The connection to the remote kernel was closed."))
+        self._notify_all(ConnectionLost("The connection to the remote kernel was closed."))
 
     # -- sending ------------------------------------------------------------
 
@@ -178,9 +184,9 @@ class KernelChannel:
                 if attempt or not self._connected.wait(self.reconnect_window + self.connect_timeout) or self._lost:
                     raise self._lost or ConnectionLost(f"The connection to {self.server.url} dropped.") from None
 
-    def request(self, msg: wire.Message) -> Inbox:
-        """Send ``msg`` and return the inbox that receives every message it causes."""
-        inbox = Inbox()
+    def request(self, msg: wire.Message, inbox: Inbox | None = None) -> Inbox:
+        """Send ``msg``; every message it causes goes to ``inbox`` (a new one by default)."""
+        inbox = inbox or Inbox()
         with self._lock:
             if self._lost is not None:
                 raise self._lost
@@ -255,11 +261,15 @@ class KernelChannel:
                 opcode, data = websocket.ABNF.OPCODE_CLOSE, b""
             self.last_activity = time.monotonic()
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                text = opcode == websocket.ABNF.OPCODE_TEXT
                 try:
-                    self._dispatch(wire.decode(data.decode("utf-8") if text else data, self.protocol))
+                    msg = wire.decode(data.decode("utf-8") if opcode == websocket.ABNF.OPCODE_TEXT else data, self.protocol)
                 except (ValueError, KeyError, IndexError):
                     log.warning("dropped an undecodable kernel message", exc_info=True)
+                    continue
+                finally:
+                    data = b""  # drop the frame now, not after the next (blocking) read
+                self._dispatch(msg)
+                del msg
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 if self._closed:
                     return
@@ -288,30 +298,32 @@ class KernelChannel:
         if self.on_kernel_status is not None:
             self.on_kernel_status(state)
         restarted = "was restarted by the server" if state == "restarting" else "is dead"
-        self._fail_all(
+        self._notify_all(
             KernelDied(
                 f"The remote kernel died (crashed or ran out of memory) and {restarted}; "
                 "its variables and imports are lost, so re-run the cells this one needs."
             )
         )
 
-    def _fail_all(self, error: BinderAutorunError) -> None:
+    def _notify_all(self, event: BinderAutorunError | Reconnected) -> None:
         with self._lock:
             inboxes = list(self._inboxes.values())
         for inbox in inboxes:
-            inbox.put(error)
+            inbox.put(event)
 
     def _reconnect(self) -> bool:
         """Reconnect with the same session id, or declare the server gone."""
         deadline = time.monotonic() + self.reconnect_window
         delay = 0.05
         reason = "the connection dropped and could not be re-opened"
+        self.server.http.close()  # pooled HTTP connections died with the websocket's route
         while not self._closed:
+            left = max(0.2, deadline - time.monotonic())
             try:
-                if self.server.kernel(self.kernel_id, timeout=min(2.0, self.reconnect_window)) is None:
+                if self.server.kernel(self.kernel_id, timeout=left) is None:
                     reason = "the server no longer has the kernel (it was shut down or culled)"
                     break
-                self._ws = self._open(min(2.0, self.reconnect_window))
+                self._ws = self._open(max(0.2, deadline - time.monotonic()))
             except AuthError:
                 reason = "the server now rejects the token"
                 break
@@ -332,6 +344,7 @@ class KernelChannel:
             self._ping_sent = None
             self._connected.set()
             log.info("kernel websocket reconnected (session %s)", self.session_id)
+            self._notify_all(RECONNECTED)  # not a failure: waiting requests check nothing was lost
             return True
         if not self._closed:
             self._lost = ConnectionLost(
@@ -339,6 +352,6 @@ class KernelChannel:
                 "relaunch with %binder_on --relaunch (then %binder_replay to re-run earlier cells)."
             )
             log.info("%s", self._lost)
-            self._fail_all(self._lost)
+            self._notify_all(self._lost)
             self._connected.set()  # wake senders so they see the loss
         return False

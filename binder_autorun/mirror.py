@@ -118,6 +118,7 @@ class DisplayMirror:
         #: the remote ``error`` output already shown in this cell, if any
         self.shown_error: dict[str, Any] | None = None
         self._last_stream: Any = None
+        self._unflushed = False
 
     # -- OutputSink ---------------------------------------------------------
 
@@ -157,8 +158,13 @@ class DisplayMirror:
             self._last_stream.flush()  # stdout and stderr buffer apart: keep their arrival order
         self._last_stream = stream
         stream.write(content.get("text", ""))
-        if not hasattr(self.shell, "kernel"):
-            stream.flush()  # a terminal shows partial lines (progress bars) at once
+        self._unflushed = True
+
+    def flush(self) -> None:
+        """Show streamed text now (ipykernel would otherwise hold it up to 0.2 s)."""
+        if self._unflushed:
+            self._last_stream.flush()
+            self._unflushed = False
 
     def _on_display_data(self, content: dict[str, Any], update: bool = False) -> None:
         publish_display_data(

@@ -32,8 +32,8 @@ def stays_local(lines: list[str]) -> bool:
     if not head or "".join(lines).strip() in EXIT_CELLS:
         return True
     word = head.split(None, 1)[0].rstrip("?")  # ``%binder_on?`` asks for local help too
-    if word == LOCAL_CELL_MAGIC:
-        return True
+    if word == LOCAL_CELL_MAGIC or head.replace(" ", "").startswith("%configBinderAutorun"):
+        return True  # %config BinderAutorun[.trait = ...] configures this extension, which is local
     return word.startswith("%") and not word.startswith("%%") and word.lstrip("%") in OWN_MAGICS
 
 

@@ -14,7 +14,7 @@ import time
 from typing import Any, Protocol
 
 from . import wire
-from .channel import Inbox, KernelChannel
+from .channel import Inbox, KernelChannel, Reconnected
 from .errors import BinderAutorunError, ConnectionLost, KernelDied
 from .server import JupyterServer
 
@@ -39,6 +39,9 @@ class OutputSink(Protocol):
     def on_input(self, prompt: str, password: bool) -> str | None:
         """Answer the remote ``input()``; None means this side cannot provide stdin."""
 
+    def flush(self) -> None:
+        """All messages received so far were handed over: make them visible now."""
+
 
 class StopWaiting(BinderAutorunError):
     """The user pressed interrupt twice: stop waiting for a remote cell."""
@@ -51,7 +54,9 @@ class KernelSession:
     ``wait_tick`` is how often a waiting request checks the connection is alive;
     it adds no latency (the wait returns as soon as a message arrives).
     ``idle_grace`` bounds the wait for a request's ``idle`` status once its
-    reply is in and nothing else arrives (a lost status must not hang a cell).
+    reply is in and nothing else arrives (a lost status must not hang a cell);
+    ``replay_grace`` is how long a reply may trail a reconnect probe's reply
+    (the server replays what it buffered) before it counts as lost.
     """
 
     def __init__(
@@ -60,9 +65,10 @@ class KernelSession:
         kernel_id: str,
         owns_kernel: bool = False,
         session_id: str | None = None,
-        wait_tick: float = 1.0,
+        wait_tick: float = 0.5,
         interrupt_grace: float = 10.0,
         idle_grace: float = 5.0,
+        replay_grace: float = 1.0,
     ) -> None:
         self.server = server
         self.kernel_id = kernel_id
@@ -70,6 +76,7 @@ class KernelSession:
         self.wait_tick = wait_tick
         self.interrupt_grace = interrupt_grace
         self.idle_grace = idle_grace
+        self.replay_grace = replay_grace
         self.kernel_info: dict[str, Any] = {}
         #: the remote count of the last stored cell
         self.execution_count = 0
@@ -149,39 +156,48 @@ class KernelSession:
         self.restarted_unexpectedly = False
 
     def _handshake(self, timeout: float = 60.0, attempt: float = 2.0) -> None:
-        """Repeat kernel_info until both its reply and its iopub status arrive.
+        """Ask kernel_info and the execution count until both are answered and IOPub is live.
 
         A new websocket gets a new IOPub subscription, and messages published
         before it takes effect are lost (ZeroMQ's slow joiner); a request sent
-        while the server swaps in a restarted kernel can be lost too. Once a
-        kernel_info has been answered on both channels, outputs are safe.
-        Then a silent execute's reply tells the count of the last stored cell.
+        while the server swaps in a restarted kernel can be lost too. So both
+        requests go out together (one round trip) and are repeated until their
+        replies and some IOPub message have arrived. A silent execute's reply
+        carries the count of the last stored cell.
         """
         deadline = time.monotonic() + timeout
         while True:
             self._check_usable()
-            msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
-            inbox = self.channel.request(msg)
-            reply: dict[str, Any] | None = None
+            info_request = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+            count_request = self._execute_request("", silent=True, store_history=False)
+            inbox = self.channel.request(info_request)
+            self.channel.request(count_request, inbox)
+            replies: dict[str, dict[str, Any]] = {}
             iopub = False
             until = min(deadline, time.monotonic() + attempt)
             try:
-                while time.monotonic() < until and not (reply and iopub):
+                while time.monotonic() < until and not (len(replies) == 2 and iopub):
                     event = self._next(inbox, tick=max(0.01, until - time.monotonic()))
-                    if event is None:
+                    if not isinstance(event, dict):
                         continue
-                    if event["channel"] == "shell" and wire.msg_type(event) == "kernel_info_reply":
-                        reply = dict(event["content"])
+                    if event["channel"] == "shell":
+                        replies[str(wire.parent_id(event))] = dict(event["content"])
                     iopub = iopub or event["channel"] == "iopub"
             finally:
-                self.channel.forget(msg["header"]["msg_id"])
-            if reply is not None:
-                self.kernel_info = reply
-                if iopub:
-                    break
+                for request in (info_request, count_request):
+                    self.channel.forget(request["header"]["msg_id"])
+            info = replies.get(info_request["header"]["msg_id"])
+            if info is not None:
+                self.kernel_info = info
+            count = replies.get(count_request["header"]["msg_id"])
+            if info is not None and count is not None and iopub:
+                self.execution_count = int(count.get("execution_count") or 0)
+                return
             if time.monotonic() >= deadline:
-                raise ConnectionLost(f"The remote kernel at {self.server.url} did not answer within {timeout:g} s; it may be stuck, so try %binder_restart.")
-        self.execution_count = int(self.execute("", silent=True, store_history=False).get("execution_count") or 0)
+                raise ConnectionLost(
+                    f"The remote kernel at {self.server.url} did not answer within {timeout:g} s; "
+                    "it may be stuck, so try %binder_restart."
+                )
 
     def _on_kernel_status(self, state: str) -> None:
         self.restarted_unexpectedly = True
@@ -197,7 +213,7 @@ class KernelSession:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 event = self._next(inbox)
-                if event is not None and event["channel"] == "shell" and wire.msg_type(event).endswith("_reply"):
+                if isinstance(event, dict) and event["channel"] == "shell" and wire.msg_type(event).endswith("_reply"):
                     return dict(event["content"])
             raise ConnectionLost(f"The remote kernel did not answer a {msg_type} within {timeout:g} s; it may be busy or stuck.")
         finally:
@@ -220,13 +236,7 @@ class KernelSession:
         if self.implementation != "ipython" or count <= self.execution_count + 1:
             return
         code = f"exec({_ADVANCE_COUNT!r}, {{'ip': get_ipython(), 'n': {int(count)}}})"
-        msg = wire.make_message(
-            "execute_request",
-            {"code": code, "silent": True, "store_history": False, "user_expressions": {},
-             "allow_stdin": False, "stop_on_error": False},
-            self.channel.session_id,
-        )
-        self.channel.send(msg)  # nobody waits for its reply; the reader drops it
+        self.channel.send(self._execute_request(code, silent=True, store_history=False, stop_on_error=False))  # nobody waits for its reply; the reader drops it
         self.execution_count = count - 1
 
     def execute(
@@ -248,16 +258,13 @@ class KernelSession:
         second one stops waiting.
         """
         self._check_usable()
-        msg = wire.make_message(
-            "execute_request",
-            {"code": code, "silent": silent, "store_history": store_history, "user_expressions": {},
-             "allow_stdin": allow_stdin, "stop_on_error": stop_on_error},
-            self.channel.session_id,
-        )
+        msg = self._execute_request(code, silent, store_history, allow_stdin, stop_on_error)
         inbox = self.channel.request(msg)
         reply: dict[str, Any] | None = None
         idle = False
         interrupted_at: float | None = None
+        probe: str | None = None  # a kernel_info sent after a reconnect, queued behind our execute
+        probe_answered: float | None = None
         heard = time.monotonic()  # when the last message of this request arrived
         deadline = heard + timeout if timeout else None
         try:
@@ -269,14 +276,27 @@ class KernelSession:
                         log.info("cell ran past its %.1f s timeout; interrupting the remote kernel", timeout)
                         interrupted_at = now
                         self.interrupt()
+                    if isinstance(event, Reconnected):
+                        if probe is not None:
+                            self.channel.forget(probe)
+                        probe = self._probe(inbox)  # answered only after our execute, if it is still running
+                        continue
                     if event is None:
                         if reply is not None and now - heard > self.idle_grace:
                             log.info("no idle status %.0f s after the reply; taking the cell as finished", self.idle_grace)
                             break
+                        if probe_answered is not None and reply is None and now - probe_answered > self.replay_grace:
+                            raise ConnectionLost(
+                                "The connection dropped just as this cell finished and the server lost its result; "
+                                "the cell did run remotely, so check its effects before running it again."
+                            )
                         continue
                     heard = now
                     channel, kind = event["channel"], wire.msg_type(event)
-                    if channel == "shell" and kind == "execute_reply":
+                    if probe is not None and wire.parent_id(event) == probe:
+                        if channel == "shell":
+                            probe_answered = now
+                    elif channel == "shell" and kind == "execute_reply":
                         reply = dict(event["content"])
                     elif channel == "stdin" and kind == "input_request":
                         self._answer_input(event, sink)
@@ -287,6 +307,8 @@ class KernelSession:
                             self.execution_count = int(event["content"].get("execution_count") or self.execution_count)
                         if sink is not None:
                             sink.on_message(event)
+                            if inbox.empty():
+                                sink.flush()  # caught up: show streamed output now, batch it while busy
                 except KeyboardInterrupt:
                     if interrupted_at is not None:
                         raise StopWaiting(
@@ -298,6 +320,8 @@ class KernelSession:
                     self.interrupt()
         finally:
             self.channel.forget(msg["header"]["msg_id"])
+            if probe is not None:
+                self.channel.forget(probe)
             self.last_activity = time.monotonic()
         assert reply is not None
         if deadline is not None and interrupted_at is not None:
@@ -314,7 +338,7 @@ class KernelSession:
         if self.channel.state == "closed":
             raise ConnectionLost("This remote session was closed; connect again with %binder_on.")
 
-    def _next(self, inbox: Inbox, quiet_since: float | None = None, tick: float | None = None) -> wire.Message | None:
+    def _next(self, inbox: Inbox, quiet_since: float | None = None, tick: float | None = None) -> wire.Message | Reconnected | None:
         """The next message, or None after a quiet tick; raise what ended the stream.
 
         ``quiet_since`` (set once the user interrupted) is when the request was
@@ -334,6 +358,20 @@ class KernelSession:
         if isinstance(event, BinderAutorunError):
             raise event
         return event
+
+    def _execute_request(
+        self, code: str, silent: bool = False, store_history: bool = True, allow_stdin: bool = False, stop_on_error: bool = True
+    ) -> wire.Message:
+        content = {"code": code, "silent": silent, "store_history": store_history, "user_expressions": {},
+                   "allow_stdin": allow_stdin, "stop_on_error": stop_on_error}
+        return wire.make_message("execute_request", content, self.channel.session_id)
+
+    def _probe(self, inbox: Inbox) -> str:
+        """Ask kernel_info into ``inbox``: the kernel answers shell requests in order, so
+        its reply arriving before our execute_reply means that reply was lost."""
+        msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+        self.channel.request(msg, inbox)
+        return str(msg["header"]["msg_id"])
 
     def _answer_input(self, request: wire.Message, sink: OutputSink | None) -> None:
         content = request["content"]

@@ -17,6 +17,8 @@ class TcpProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._stopped = False
+        self._frozen: set[int] = set()  # ids of pairs whose traffic is silently dropped
+        self.blackhole = False  # new connections are accepted but go nowhere
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -25,6 +27,10 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.blackhole:
+                with self._lock:
+                    self._pairs.append((client, client))
+                continue  # never answered, never closed: a network that went away
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -37,11 +43,11 @@ class TcpProxy:
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if id(src) not in self._frozen and id(dst) not in self._frozen:
+                    dst.sendall(data)
         except OSError:
             pass
         for sock in (src, dst):
@@ -62,6 +68,14 @@ class TcpProxy:
                     pass
                 sock.close()
         return len(pairs)
+
+    def freeze(self, blackhole: bool = False) -> None:
+        """Silently drop all traffic of the open connections (no reset, no FIN), as a
+        dead route does; with ``blackhole`` new connections go nowhere too."""
+        self.blackhole = blackhole
+        with self._lock:
+            for client, upstream in self._pairs:
+                self._frozen.update((id(client), id(upstream)))
 
     def close(self) -> None:
         self._stopped = True

@@ -135,3 +135,42 @@ def test_idle_connection_stays_usable(pinging_server: LocalServer, tmp_path: Pat
         assert "connected, 0 reconnect(s)" in local.execute("%binder_status").stdout
     finally:
         local.shutdown()
+
+
+@pytest.mark.timeout(90)
+def test_silently_dead_route_is_noticed_and_the_cell_ends(own_server: LocalServer, proxy: TcpProxy, tmp_path: Path) -> None:
+    """Packets vanish (no reset): pings notice, the client reconnects; the cell never hangs."""
+    local = _routed_kernel(tmp_path, f"http://127.0.0.1:{proxy.port}{BASE_URL}", own_server.token)
+    try:
+        threading.Timer(1.0, proxy.freeze).start()
+        result = local.execute("import time\nfor i in range(20):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n'end'", timeout=40)
+        assert result.seconds < 15
+        if result.reply["status"] == "ok":
+            assert result.of("execute_result")[0]["data"]["text/plain"] == "'end'"
+        else:  # the drop swallowed the end of the cell: said in one sentence, never a hang
+            assert "the cell did run remotely" in _error_text(result)
+        assert "tick 0\n" in result.stdout
+        assert local.execute("'next cell'", timeout=20).of("execute_result")[0]["data"]["text/plain"] == "'next cell'"
+    finally:
+        local.shutdown()
+
+
+@pytest.mark.timeout(90)
+def test_network_down_for_good_fails_within_five_seconds(own_server: LocalServer, proxy: TcpProxy, tmp_path: Path) -> None:
+    local = _routed_kernel(tmp_path, f"http://127.0.0.1:{proxy.port}{BASE_URL}", own_server.token)
+    try:
+        frozen_at: list[float] = []
+
+        def down() -> None:
+            proxy.freeze(blackhole=True)
+            frozen_at.append(time.monotonic())
+
+        threading.Timer(1.0, down).start()
+        result = local.execute("import time\nprint('working', flush=True)\ntime.sleep(60)", timeout=30)
+        assert result.reply["status"] == "error"
+        assert time.monotonic() - frozen_at[0] < 5.0
+        assert "Lost the remote kernel" in _error_text(result)
+        assert "working" in result.stdout
+        assert local.execute("%%local\n'local works'").of("execute_result")[0]["data"]["text/plain"] == "'local works'"
+    finally:
+        local.shutdown()

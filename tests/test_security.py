@@ -28,6 +28,9 @@ class Collect:
     def on_input(self, prompt: str, password: bool) -> str:
         return "answer"
 
+    def flush(self) -> None:
+        pass
+
 
 @pytest.mark.timeout(90)
 def test_token_absent_from_logs_reprs_and_errors(own_server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
