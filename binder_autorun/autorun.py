@@ -24,7 +24,7 @@ from traitlets.config import Configurable
 from .errors import BinderAutorunError, ConnectionLost, NotConnected, RemoteError
 from .launch import LocalServer
 from .launch.binderhub import BinderHubLauncher, normalize_hub
-from .launch.jupyterhub import JupyterHubLauncher, ProgressEvent, hub_base_url
+from .launch.jupyterhub import JupyterHubLauncher, hub_base_url, show_progress
 from .launch.progress import LaunchProgress
 from .launch.saved import SavedServers
 from .launch.spec import parse_spec
@@ -70,12 +70,6 @@ def _return_big_blocks_to_the_os(threshold: int) -> None:
 
 
 _M_MMAP_THRESHOLD = -3
-
-
-def _hub_progress(event: ProgressEvent) -> None:
-    """JupyterHub spawn progress, one line per step on stderr."""
-    if event.message:
-        print(f"JupyterHub: {event.message}", file=sys.stderr)
 
 
 class _Secret(str):
@@ -297,7 +291,7 @@ class BinderAutorun(Configurable):
             self.build_log = launch.log
             return launch.info
         launched = JupyterHubLauncher(options["hub"], options["token"], options["server"], timeout=self.launch_timeout).launch(
-            on_event=_hub_progress
+            on_event=show_progress
         )
         return launched.info
 

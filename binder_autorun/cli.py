@@ -23,7 +23,7 @@ from traitlets import Float, Unicode
 from .errors import BinderAutorunError
 from .launch import LocalServer
 from .launch.binderhub import DEFAULT_HUB, BinderHubLauncher, normalize_hub
-from .launch.jupyterhub import JupyterHubLauncher
+from .launch.jupyterhub import JupyterHubLauncher, show_progress
 from .launch.progress import LaunchProgress
 from .launch.spec import parse_spec
 from .server import ServerInfo
@@ -137,7 +137,7 @@ def run_notebook(args: argparse.Namespace) -> int:
     elif args.repo:
         info = launch_binder(args.repo, args.ref, args.binderhub, args.show_log)
     elif args.jupyterhub:
-        info = JupyterHubLauncher(args.jupyterhub, _token(args), args.server).launch(on_event=_hub_line).info
+        info = JupyterHubLauncher(args.jupyterhub, _token(args), args.server).launch(on_event=show_progress).info
     if info is not None:
         os.environ[TOKEN_ENV] = info.token  # the local kernel inherits it; no cell holds it
     progress = Progress(sum(cell.cell_type == "code" for cell in notebook.cells))
@@ -180,11 +180,6 @@ def launch_binder(repo: str, ref: str | None, hub: str, show_log: bool) -> Serve
         launch = BinderHubLauncher(hub).launch(spec, on_event=progress)
         progress.done(launch)
     return launch.info
-
-
-def _hub_line(event: Any) -> None:
-    if event.message:
-        print(f"JupyterHub: {event.message}", file=sys.stderr)
 
 
 def _executed(progress: Progress, quiet: bool) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from . import wire
 from .channel import Inbox, KernelChannel, Reconnected
-from .errors import BinderAutorunError, ConnectionLost, KernelDied
+from .errors import BinderAutorunError, ConnectionLost
 from .server import JupyterServer
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from binder_autorun.launch.binderhub import (
     BinderLaunchError,
     BuildEvent,
     BuildLog,
-    EventStreamParser,
     normalize_hub,
 )
+from binder_autorun.launch.events import EventStreamParser
 from binder_autorun.launch.local import LocalServer, free_port
 from binder_autorun.launch.progress import LaunchProgress
 from binder_autorun.launch.spec import parse_spec

@@ -17,7 +17,8 @@ import requests
 import websocket
 
 from binder_autorun.errors import AuthError, LaunchError
-from binder_autorun.launch.jupyterhub import HubLaunch, JupyterHubLauncher, ProgressEvent, hub_base_url, iter_sse_data
+from binder_autorun.launch.events import iter_events
+from binder_autorun.launch.jupyterhub import HubLaunch, JupyterHubLauncher, ProgressEvent, hub_base_url
 from binder_autorun.launch.local import free_port
 from binder_autorun.server import JupyterServer
 
@@ -358,7 +359,7 @@ def test_event_stream_parsing_is_tolerant() -> None:
         b"data: [1, 2]\n\n",
         b'data: {"progress": 100, "ready": true, "url": "/user/a/"}',  # no final blank line
     ]
-    assert list(iter_sse_data(stream)) == [
+    assert list(iter_events(stream)) == [
         {"progress": 0, "message": "Server requested"},
         {"progress": 50, "message": "Spawning server..."},
         {"progress": 100, "ready": True, "url": "/user/a/"},

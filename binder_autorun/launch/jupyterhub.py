@@ -20,10 +20,10 @@ or repr contains it.
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -32,6 +32,7 @@ import requests
 
 from ..errors import AuthError, LaunchError
 from ..server import ServerInfo
+from .events import iter_events
 
 log = logging.getLogger(__name__)
 
@@ -95,49 +96,10 @@ def hub_base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], path, "", ""))
 
 
-def iter_sse_data(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    """The JSON objects of an event stream's ``data:`` fields, one per event.
-
-    Tolerates comments (``:keepalive``), bare blank keepalive lines, ``event:``/
-    ``id:`` fields, ``\\r\\n`` line ends, multi-line data and lines split across
-    network chunks; data that is not a JSON object is skipped.
-    """
-    pending = b""
-    data: list[str] = []
-
-    def dispatch() -> Iterator[dict[str, Any]]:
-        if not data:
-            return
-        text = "\n".join(data)
-        data.clear()
-        try:
-            event = json.loads(text)
-        except ValueError:
-            log.debug("skipping non-JSON event data: %.200s", text)
-            return
-        if isinstance(event, dict):
-            yield event
-
-    for chunk in chunks:
-        if not chunk:
-            continue
-        lines = (pending + chunk).splitlines(keepends=True)
-        pending = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
-        for raw in lines:
-            line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
-            if not line:
-                yield from dispatch()
-            elif line.startswith(":"):
-                continue
-            else:
-                name, _, value = line.partition(":")
-                if name == "data":
-                    data.append(value.removeprefix(" "))
-    if pending.strip():
-        line = pending.decode("utf-8", errors="replace")
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
-    yield from dispatch()
+def show_progress(event: ProgressEvent) -> None:
+    """A JupyterHub launch step as one line on stderr (spawns take seconds, not minutes)."""
+    if event.message:
+        print(f"JupyterHub: {event.message}", file=sys.stderr)
 
 
 class JupyterHubLauncher:
@@ -300,7 +262,7 @@ class JupyterHubLauncher:
                     yield chunk
 
             try:
-                for event in iter_sse_data(chunks()):
+                for event in iter_events(chunks()):
                     message = str(event.get("message") or "").strip()
                     last[0] = message or last[0]
                     if event.get("failed"):
