@@ -89,7 +89,10 @@ class JupyterServer:
                 f"The TLS certificate of {self.url} could not be verified; check the URL (verification stays on)."
             ) from None
         except requests.exceptions.Timeout:
-            raise ConnectionLost(f"The Jupyter server at {self.url} did not answer within {self.timeout:g} s; check that it is running and reachable.") from None
+            raise ConnectionLost(
+                f"The Jupyter server at {self.url} did not answer within {kwargs['timeout']:g} s; "
+                "check that it is running and reachable."
+            ) from None
         except requests.exceptions.RequestException:
             raise ServerUnreachable(
                 f"Could not reach the Jupyter server at {self.url}; check the URL and that the server is running."
