@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .autorun import BinderAutorun
+from .errors import BinderAutorunError
 
+
+log = logging.getLogger(__name__)
 
 _help = argument("-h", "--help", action="store_true", help="Show this help.")
+
+
+def _one_sentence(magic: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an unexpected exception into one sentence: IPython's traceback of a magic
+    quotes the cell's line, which may hold a token."""
+
+    @functools.wraps(magic)
+    def guarded(self: Any, *args: Any) -> Any:
+        try:
+            return magic(self, *args)
+        except (BinderAutorunError, UsageError):
+            raise
+        except Exception as exc:
+            log.debug("unexpected failure in %s", magic.__name__, exc_info=True)
+            raise BinderAutorunError(
+                f"%{magic.__name__} failed unexpectedly ({type(exc).__name__}); please report it, "
+                "with the details logging.getLogger('binder_autorun').setLevel('DEBUG') shows."
+            ) from None
+
+    return guarded
 
 
 def _parse(magic: Any, line: str) -> Any:
@@ -48,6 +75,7 @@ class BinderMagics(Magics):
     @argument("--relaunch", action="store_true", help="Launch a fresh server for the last target (after a cull or crash).")
     @argument("--replay", action="store_true", help="With --relaunch: re-run the cells that ran remotely before.")
     @line_magic
+    @_one_sentence
     def binder_on(self, line: str) -> None:
         """Run every following cell on a remote Jupyter kernel (``%%local`` cells stay local).
 
@@ -74,6 +102,7 @@ class BinderMagics(Magics):
     @_help
     @argument("--shutdown", action="store_true", help="Also shut down the remote kernel and any server we started.")
     @line_magic
+    @_one_sentence
     def binder_off(self, line: str) -> None:
         """Run cells on the local kernel again; the remote kernel stays for a bare %binder_on."""
         args = _parse(self.binder_off, line)
@@ -84,6 +113,7 @@ class BinderMagics(Magics):
     @_help
     @argument("--log", action="store_true", help="Show the full build log of the last Binder launch.")
     @line_magic
+    @_one_sentence
     def binder_status(self, line: str) -> None:
         """Show the server (never its token), kernel, connection state and idle time."""
         args = _parse(self.binder_status, line)
@@ -93,6 +123,7 @@ class BinderMagics(Magics):
     @magic_arguments()
     @_help
     @line_magic
+    @_one_sentence
     def binder_restart(self, line: str) -> None:
         """Restart the remote kernel (its state is lost; the connection stays)."""
         if _parse(self.binder_restart, line) is not None:
@@ -101,6 +132,7 @@ class BinderMagics(Magics):
     @magic_arguments()
     @_help
     @line_magic
+    @_one_sentence
     def binder_replay(self, line: str) -> None:
         """Re-run the cells that ran remotely before the last %binder_on --relaunch."""
         if _parse(self.binder_replay, line) is not None:

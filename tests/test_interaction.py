@@ -214,3 +214,12 @@ def test_magics_have_help(kernel: LocalKernel) -> None:
         result = kernel.execute(f"%{magic} -h")
         assert result.reply["status"] == "ok"
         assert f"%{magic} [-h]" in result.text and "Show this help." in result.text
+
+
+@pytest.mark.timeout(60)
+def test_unexpected_failure_in_a_magic_never_quotes_its_line(kernel: LocalKernel) -> None:
+    kernel.execute("%load_ext binder_autorun")
+    kernel.execute("import binder_autorun\nbinder_autorun._autorun.connect_url = lambda *args, **kwargs: 1 / 0")
+    message, _ = _magic_error(kernel, "%binder_on --url http://127.0.0.1:9/ --token SECRETINLINE77")
+    assert "failed unexpectedly (ZeroDivisionError)" in message
+    assert "SECRETINLINE77" not in message
