@@ -8,6 +8,7 @@ notebook would save.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sys
@@ -18,6 +19,9 @@ from typing import Any
 
 import nbformat
 import pytest
+import requests
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_core.paths import jupyter_runtime_dir
 from nbclient import NotebookClient
 
 from binder_autorun.cli import TOKEN_ENV, RoutedNotebookClient
@@ -86,14 +90,29 @@ def _record(run: Run) -> Any:
     return hook
 
 
-def run_native(cells: list[str], cwd: Path, timeout: float = 60, **kwargs: Any) -> Run:
-    """Run cells on a plain local ipykernel (the notebook's own kernel)."""
+def run_native_on_server(cells: list[str], server: LocalServer, timeout: float = 60) -> Run:
+    """Run cells natively on a kernel of ``server``: nbclient talks to it over ZeroMQ,
+    as the server itself does, so nothing of ours is between them."""
+    headers = {"Authorization": f"token {server.token}"}
+    kernel_id = requests.post(server.url + "api/kernels", json={"name": "python3", "path": ""}, headers=headers, timeout=30).json()["id"]
     run = Run(notebook(cells))
-    client = NotebookClient(
-        run.nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-        resources={"metadata": {"path": str(cwd)}}, on_cell_executed=_record(run), **kwargs,
-    )
-    client.execute()
+    client = NotebookClient(run.nb, timeout=timeout, allow_errors=True, on_cell_executed=_record(run))
+    client.kc = AsyncKernelClient(connection_file=os.path.join(jupyter_runtime_dir(), f"kernel-{kernel_id}.json"))
+    client.kc.load_connection_file()
+
+    async def execute() -> None:
+        client.kc.start_channels()
+        try:
+            await client.kc.wait_for_ready(timeout=60)
+            for index, cell in enumerate(run.nb.cells):
+                await client.async_execute_cell(cell, index)
+        finally:
+            client.kc.stop_channels()
+
+    try:
+        asyncio.run(execute())
+    finally:
+        requests.delete(server.url + f"api/kernels/{kernel_id}", headers=headers, timeout=30)
     return run
 
 

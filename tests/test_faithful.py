@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import merged_outputs, normalized, run_native, run_routed
+from .conftest import merged_outputs, normalized, run_native_on_server, run_routed
 
 
 def _png(width: int = 3, height: int = 2) -> bytes:
@@ -42,6 +42,7 @@ CELLS = [
     "for i in range(3):\n    clear_output(wait=True)\n    print('step', i)",
     "print('before'); clear_output(); print('after')",
     "!echo from the shell",
+    "%pwd",
     "%precision 3",
     "import math; math.pi",
     "%%writefile written.txt\nhello file",
@@ -64,11 +65,12 @@ CELLS = [
 
 
 @pytest.mark.timeout(240)
-def test_routed_equals_native(remote_server, tmp_path: Path) -> None:
-    native_dir = tmp_path / "native"
-    native_dir.mkdir()
-    native = run_native(CELLS, native_dir)
-    routed = run_routed(CELLS, remote_server, Path(remote_server.root_dir))
+def test_routed_equals_native(own_server) -> None:
+    """The same cells on two fresh kernels of the same server: one natively (nbclient over
+    ZeroMQ, as the server itself talks to it), one routed from a local notebook kernel."""
+    native = run_native_on_server(CELLS, own_server)
+    (Path(own_server.root_dir) / "written.txt").unlink()  # both runs start from the same directory
+    routed = run_routed(CELLS, own_server, Path(own_server.root_dir))
 
     assert len(routed.replies) == len(native.replies) == len(CELLS)
     for index, (mine, theirs) in enumerate(zip(routed.cells, native.cells)):
