@@ -28,7 +28,7 @@ from .launch.jupyterhub import JupyterHubLauncher, hub_base_url, show_progress
 from .launch.progress import LaunchProgress
 from .launch.saved import SavedServers
 from .launch.spec import parse_spec
-from .mirror import DisplayMirror, ExecutionCounter, RemoteAssist, show_remote_error
+from .mirror import DisplayMirror, ExecutionCounter, RemoteAssist, rewrite_history, show_remote_error
 from .router import make_transformer
 from .server import JupyterServer, ServerInfo
 from .session import KernelSession
@@ -60,16 +60,25 @@ def _return_big_blocks_to_the_os(threshold: int) -> None:
     one; glibc keeps freed blocks in per-thread arenas, so without this the local
     kernel's peak memory grows with every big output (measured: 6.7x the payload,
     2.9x with it)."""
-    if threshold <= 0 or not sys.platform.startswith("linux"):
+    global _mmap_threshold_set
+    if threshold <= 0 or _mmap_threshold_set == threshold or not sys.platform.startswith("linux"):
         return
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc
         return
-    mallopt(_M_MMAP_THRESHOLD, threshold)
+    if mallopt(_M_MMAP_THRESHOLD, threshold):
+        _mmap_threshold_set = threshold
+        log.info("glibc now serves allocations of %d bytes and more by mmap (BinderAutorun.mmap_threshold)", threshold)
 
 
 _M_MMAP_THRESHOLD = -3
+_mmap_threshold_set = 0
+
+
+def _notice(text: str) -> None:
+    """A one-line message for the user, on stderr so it stays apart from program output."""
+    print(f"binder_autorun: {text}", file=sys.stderr)
 
 
 class _Secret(str):
@@ -100,6 +109,7 @@ class BinderAutorun(Configurable):
         help="On glibc, serve allocations of at least this many bytes by mmap, so the big outputs that pass "
         "through return their memory to the OS (0: leave malloc alone).",
     ).tag(config=True)
+    managed = Bool(False, help="Set by `binder-autorun run`: the notebook's own %binder_on cells are skipped.").tag(config=True)
     auto_relaunch = Bool(False, help="When the server is gone, relaunch the same target automatically and replay cells.").tag(config=True)
 
     @default("url")
@@ -209,16 +219,16 @@ class BinderAutorun(Configurable):
         """Launch a fresh server for the last target (after a cull or crash); optionally replay."""
         if self.target is None:
             raise NotConnected("Nothing to relaunch yet: connect once with --url, --local or -r REPO.")
-        target, earlier = self.target, self.ran
+        target, earlier = self.target, self.replayable + self.ran
         self.deactivate()
         self._forget_session()
         self.saved.drop(target.key)
-        self.connect(target, self.kernel_name, fresh=True)
+        self.connect(target, target.options.get("kernel_name", ""), fresh=True)
         self.replayable = earlier
         if replay:
             self.replay()
         elif earlier:
-            print(f"binder_autorun: {len(earlier)} cell(s) ran remotely before; %binder_replay re-runs them.")
+            _notice(f"{len(earlier)} cell(s) ran remotely before; %binder_replay re-runs them.")
 
     def replay(self) -> None:
         """Re-run, on the current kernel, the cells that ran remotely before a relaunch."""
@@ -226,7 +236,7 @@ class BinderAutorun(Configurable):
         cells, self.replayable = self.replayable, []
         for index, source in enumerate(cells, 1):
             head = source.strip().splitlines()[0] if source.strip() else ""
-            print(f"replaying [{index}/{len(cells)}] {head[:70]}")
+            _notice(f"replaying [{index}/{len(cells)}] {head[:70]}")
             reply = session.execute(source, None, store_history=False)
             if reply.get("status") != "ok":
                 self.replayable = cells[index:]
@@ -241,7 +251,7 @@ class BinderAutorun(Configurable):
         self._live_session().restart()
         self.ran = []
         self._align_counts_at_connect()
-        print("binder_autorun: restarted the remote kernel; its earlier state is gone.")
+        _notice("restarted the remote kernel; its earlier state is gone.")
 
     def _refuse_if_active(self) -> None:
         if self.active:
@@ -265,7 +275,13 @@ class BinderAutorun(Configurable):
             except BaseException:
                 self._stop_local_server()
                 raise
-        self._forget_session()
+        previous = self.session
+        if previous is not None and previous.kernel_id == session.kernel_id and previous.server.url == session.server.url:
+            session.owns_kernel = previous.owns_kernel
+            previous.close()  # the same kernel: keep it
+        else:
+            self._forget_session()
+        target.options["kernel_name"] = kernel_name
         self.session, self.target, self.ran = session, target, []
         if target.kind in ("binder", "jupyterhub"):
             self.saved.put(target.key, session.server.url, session.server.info.token, session.kernel_id)
@@ -286,9 +302,11 @@ class BinderAutorun(Configurable):
             spec, hub = options["spec"], options["hub"]
             launcher = BinderHubLauncher(hub, silence_timeout=self.launch_timeout)
             with LaunchProgress(spec, hub, show_log=options["show_log"]) as progress:
-                launch = launcher.launch(spec, on_event=progress)
+                try:
+                    launch = launcher.launch(spec, on_event=progress)
+                finally:
+                    self.build_log = list(progress.build_log.lines)  # a failed build's log matters most
                 progress.done(launch)
-            self.build_log = launch.log
             return launch.info
         launched = JupyterHubLauncher(options["hub"], options["token"], options["server"], timeout=self.launch_timeout).launch(
             on_event=show_progress
@@ -305,10 +323,10 @@ class BinderAutorun(Configurable):
             server.api_info()
             if server.kernel(record["kernel_id"]) is not None:
                 session = KernelSession.attach(server, record["kernel_id"])
-                print(f"binder_autorun: reattached to the running kernel at {server.url}.")
+                _notice(f"reattached to the running kernel at {server.url}.")
             else:
                 session = KernelSession.start(server, kernel_name or None)
-                print(f"binder_autorun: reusing the running server at {server.url} (new kernel).")
+                _notice(f"reusing the running server at {server.url} (new kernel).")
             return session
         except BinderAutorunError as exc:
             log.info("saved server for %s is gone (%s); launching anew", target.label, exc)
@@ -384,55 +402,37 @@ class BinderAutorun(Configurable):
         try:
             self._run_cell(source)
         except ConnectionLost as lost:
-            if not self.auto_relaunch or self.target is None:
+            gone = self.session is not None and self.session.channel.lost is not None
+            if not (self.auto_relaunch and gone and self.target is not None):
                 raise
-            print(f"binder_autorun: {lost}\nbinder_autorun: auto_relaunch is on: relaunching {self.target.label}.", file=sys.stderr)
+            _notice(f"{lost}\nbinder_autorun: auto_relaunch is on: relaunching {self.target.label}.")
             self.relaunch(replay=True)
             self._run_cell(source)
 
     def _run_cell(self, source: str) -> None:
         session = self._live_session()
-        info = getattr(self.shell.displayhook.exec_result, "info", None)
+        result = self.shell.displayhook.exec_result
+        info = getattr(result, "info", None)
         store_history = bool(getattr(info, "store_history", True))
         silent = bool(getattr(info, "silent", False))
+        line = int(getattr(result, "execution_count", None) or self.shell.displayhook.prompt_count)
         if session.restarted_unexpectedly:
-            print("binder_autorun: the remote kernel was restarted after it died; earlier remote state is lost.", file=sys.stderr)
+            _notice("the remote kernel was restarted after it died; earlier remote state is lost.")
             session.wait_ready()
             self.ran = []
         if store_history:
-            self._record_source(source, self.counter.next - 1)
-            session.set_execution_count(self.counter.next - 1)
+            rewrite_history(self.shell, line, source)
+            session.set_execution_count(line)
         mirror = DisplayMirror(self.shell, self.counter, track_count=store_history)
         reply = session.execute(
             source, mirror, silent=silent, store_history=store_history, allow_stdin=mirror.allow_stdin,
             timeout=self.cell_timeout or None,
         )
         if reply.get("timed_out"):
-            print(f"binder_autorun: the cell ran longer than {self.cell_timeout:g} s and was interrupted.", file=sys.stderr)
+            _notice(f"the cell ran longer than {self.cell_timeout:g} s and was interrupted.")
         if reply.get("status") == "ok" and store_history:
             self.ran.append(source)
         mirror.finish(reply)
-
-    def _record_source(self, source: str, line: int) -> None:
-        """``In[n]``, ``%history`` and the history database hold what the user typed,
-        not the routing call the transformer made of it."""
-        history = self.shell.history_manager
-        if history is None or not history.input_hist_parsed:
-            return
-        source = source.rstrip("\n")
-        history.input_hist_parsed[-1] = source
-        with history.db_input_cache_lock:
-            for index, entry in enumerate(history.db_input_cache):
-                if entry[0] == line:
-                    history.db_input_cache[index] = (line, source, entry[2])
-                    return
-            try:  # the saving thread already wrote it
-                with history.db:
-                    history.db.execute(
-                        "UPDATE history SET source=? WHERE session=? AND line=?", (source, history.session_number, line)
-                    )
-            except Exception:  # a read-only or broken history database must not fail the cell
-                log.debug("could not rewrite history line %d", line, exc_info=True)
 
     # -- status ---------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,19 @@ RECONNECTED = Reconnected()
 
 #: what an inbox yields: a message, a reconnect notice, or the exception that ended the stream
 Event = dict[str, Any] | Reconnected | BinderAutorunError
+
+
+class _StampedWebSocket(websocket.WebSocket):
+    """Records when bytes last arrived, so a big frame still arriving counts as alive."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received_at = time.monotonic()
+
+    def _recv(self, bufsize: int) -> bytes:
+        data = super()._recv(bufsize)
+        self.received_at = time.monotonic()
+        return data
 
 
 class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
@@ -83,6 +97,8 @@ class KernelChannel:
         self.ping_after = ping_after
         self.pong_timeout = pong_timeout
         self.on_kernel_status = on_kernel_status
+        # the reader thread probes with its own HTTP session (requests.Session is not thread-safe)
+        self._prober = JupyterServer(server.info, timeout=connect_timeout)
         self.protocol: str | None = None
         self.reconnects = 0
         self.last_activity = time.monotonic()
@@ -135,6 +151,7 @@ class KernelChannel:
                 enable_multithread=True,
                 sockopt=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                 suppress_origin=True,
+                class_=_StampedWebSocket,
             )
         except websocket.WebSocketBadStatusException as exc:
             if exc.status_code in (401, 403):
@@ -158,7 +175,10 @@ class KernelChannel:
         self._closed = True
         self._connected.clear()
         if self._ws is not None:
-            self._ws.close(timeout=1)
+            self._abort_socket()
+            self._ws.shutdown()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout=2)
         self._notify_all(ConnectionLost("The connection to the remote kernel was closed."))
 
     # -- sending ------------------------------------------------------------
@@ -214,6 +234,7 @@ class KernelChannel:
         """
         if not self._connected.is_set() or self._ws is None:
             return
+        self.last_activity = max(self.last_activity, getattr(self._ws, "received_at", 0.0))
         now = time.monotonic()
         if self._ping_sent is not None and self.last_activity < self._ping_sent:
             if now - self._ping_sent > self.pong_timeout:
@@ -250,6 +271,24 @@ class KernelChannel:
     # -- reading ------------------------------------------------------------
 
     def _read_forever(self) -> None:
+        try:
+            self._read_until_closed()
+        except Exception:  # a bug here must fail waiting cells, not leave them waiting forever
+            log.exception("the kernel websocket reader failed")
+            self.declare_lost("the client failed to read its messages (a bug: please report it)")
+
+    def declare_lost(self, reason: str) -> None:
+        """End the channel for good: every waiting and later request fails with ``reason``."""
+        if self._lost is None and not self._closed:
+            self._lost = ConnectionLost(
+                f"Lost the remote kernel at {self.server.url}: {reason}; its state is gone — "
+                "relaunch with %binder_on --relaunch (then %binder_replay to re-run earlier cells)."
+            )
+            log.info("%s", self._lost)
+            self._notify_all(self._lost)
+            self._connected.set()  # wake senders so they see the loss
+
+    def _read_until_closed(self) -> None:
         while not self._closed:
             ws = self._ws
             assert ws is not None
@@ -263,7 +302,7 @@ class KernelChannel:
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                 try:
                     msg = wire.decode(data.decode("utf-8") if opcode == websocket.ABNF.OPCODE_TEXT else data, self.protocol)
-                except (ValueError, KeyError, IndexError):
+                except (ValueError, KeyError, IndexError, struct.error):
                     log.warning("dropped an undecodable kernel message", exc_info=True)
                     continue
                 finally:
@@ -282,14 +321,14 @@ class KernelChannel:
         with self._lock:
             inbox = self._inboxes.get(parent) if parent else None
         if inbox is not None:
-            msg_id = msg["header"].get("msg_id", "")
+            msg_id = (msg.get("header") or {}).get("msg_id", "")
             if msg_id in inbox.seen:
                 return  # replayed after a reconnect
             inbox.seen.add(msg_id)
             inbox.put(msg)
             return
         if wire.msg_type(msg) == "status" and not parent:
-            state = msg["content"].get("execution_state", "")
+            state = (msg.get("content") or {}).get("execution_state", "")
             if state in ("restarting", "dead"):
                 self._kernel_died(state)
 
@@ -316,11 +355,13 @@ class KernelChannel:
         deadline = time.monotonic() + self.reconnect_window
         delay = 0.05
         reason = "the connection dropped and could not be re-opened"
-        self.server.http.close()  # pooled HTTP connections died with the websocket's route
+        self._prober.http.close()  # pooled HTTP connections died with the websocket's route
+        if self._ws is not None:
+            self._ws.shutdown()  # free the dead socket now, not at garbage collection
         while not self._closed:
             left = max(0.2, deadline - time.monotonic())
             try:
-                if self.server.kernel(self.kernel_id, timeout=left) is None:
+                if self._prober.kernel(self.kernel_id, timeout=left) is None:
                     reason = "the server no longer has the kernel (it was shut down or culled)"
                     break
                 self._ws = self._open(max(0.2, deadline - time.monotonic()))
@@ -346,12 +387,5 @@ class KernelChannel:
             log.info("kernel websocket reconnected (session %s)", self.session_id)
             self._notify_all(RECONNECTED)  # not a failure: waiting requests check nothing was lost
             return True
-        if not self._closed:
-            self._lost = ConnectionLost(
-                f"Lost the remote kernel at {self.server.url}: {reason}; its state is gone — "
-                "relaunch with %binder_on --relaunch (then %binder_replay to re-run earlier cells)."
-            )
-            log.info("%s", self._lost)
-            self._notify_all(self._lost)
-            self._connected.set()  # wake senders so they see the loss
+        self.declare_lost(reason)
         return False

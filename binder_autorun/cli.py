@@ -56,7 +56,10 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
         if not self.server_url:
             return kc  # the notebook connects itself with its own %binder_on cell
         options = f"--url {self.server_url}" + (f" --kernel-name {self.remote_kernel_name}" if self.remote_kernel_name else "")
-        code = f"%load_ext binder_autorun\n%binder_on {options}\n"
+        code = (
+            f"%load_ext binder_autorun\n%binder_on {options}\n%config BinderAutorun.managed = True\n"
+            f"__import__('os').environ.pop({TOKEN_ENV!r}, None)\n"  # connected: no cell needs to see it
+        )
         if self.cell_timeout:
             code += f"%config BinderAutorun.cell_timeout = {self.cell_timeout}\n"
         msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)

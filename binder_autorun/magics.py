@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .autorun import BinderAutorun
 from .errors import BinderAutorunError
+from .mirror import rewrite_history
 
 
 log = logging.getLogger(__name__)
@@ -26,10 +29,18 @@ def _one_sentence(magic: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(magic)
     def guarded(self: Any, *args: Any) -> Any:
+        if "--tok" in args[0]:
+            hide_tokens_in_history(self.shell)
         try:
             return magic(self, *args)
-        except (BinderAutorunError, UsageError):
+        except BinderAutorunError:
             raise
+        except UsageError as exc:
+            if "--tok" in args[0]:  # argparse echoes what it could not parse: maybe the token
+                raise UsageError(f"%{magic.__name__} could not parse its options (not repeated here, they hold a token); see %{magic.__name__} -h.") from None
+            raise exc from None
+        except KeyboardInterrupt:
+            raise BinderAutorunError(f"%{magic.__name__} was interrupted; nothing was switched.") from None
         except Exception as exc:
             log.debug("unexpected failure in %s", magic.__name__, exc_info=True)
             raise BinderAutorunError(
@@ -49,9 +60,28 @@ def _parse(magic: Any, line: str) -> Any:
     return args
 
 
+#: a token option and its value, as typed (``--token T``, ``--token=T``, mistyped ``--tokn T``)
+_TOKEN_OPTION = re.compile(r"(--tok\w*)(=|\s+)(\S+)")
+
+
+def hide_tokens_in_history(shell: Any) -> None:
+    """Replace token values typed in this cell's magic line in its history (memory and database)."""
+    history = shell.history_manager
+    result = shell.displayhook.exec_result
+    if history is None or result is None or len(history.input_hist_raw) <= 1:
+        return
+    raw = history.input_hist_raw[-1]
+    if _TOKEN_OPTION.search(raw):
+        hidden = r"\1\2<hidden>"
+        rewrite_history(shell, result.execution_count, _TOKEN_OPTION.sub(hidden, history.input_hist_parsed[-1]), _TOKEN_OPTION.sub(hidden, raw))
+
+
 @magics_class
 class BinderMagics(Magics):
-    """``%binder_on``/``_off``/``_status``/``_restart``/``_replay`` and ``%%local``."""
+    """``%binder_on``, ``%binder_off``, ``%binder_status``, ``%binder_restart``, ``%binder_replay``.
+
+    (``%%local`` is not a magic: the cell router strips it and runs the cell locally.)
+    """
 
     def __init__(self, shell, autorun: BinderAutorun) -> None:  # type: ignore[no-untyped-def]
         super().__init__(shell)
@@ -85,6 +115,9 @@ class BinderMagics(Magics):
         if args is None:
             return
         autorun = self.autorun
+        if autorun.managed:
+            print("binder_autorun: skipped: binder-autorun run already connected this notebook.", file=sys.stderr)
+            return
         if args.relaunch:
             autorun.relaunch(replay=args.replay)
         elif args.repo:
@@ -137,8 +170,3 @@ class BinderMagics(Magics):
         """Re-run the cells that ran remotely before the last %binder_on --relaunch."""
         if _parse(self.binder_replay, line) is not None:
             self.autorun.replay()
-
-    @cell_magic
-    def local(self, line: str, cell: str) -> None:
-        """Run this cell on the local kernel while remote mode is on."""
-        self.shell.run_cell(cell, store_history=False)

@@ -81,12 +81,12 @@ class ExecutionCounter:
 
     def set_current(self, count: int) -> None:
         """Inside a stored cell: renumber it ``count`` (prompt, ``Out[count]``, reply)."""
-        offset = self.shell.execution_count - self.shell.displayhook.prompt_count
-        current = self.shell.execution_count - offset
+        current = self.shell.displayhook.prompt_count
         if count == current:
             return
         self._prepare_history(count, current=current)
-        self.shell.execution_count = count + offset
+        # IPython >= 9.10 has already counted this cell (prompt_count is count - 1); older ones count after it
+        self.shell.execution_count += count - current
 
     def _prepare_history(self, count: int, current: int | None) -> None:
         history = self.shell.history_manager
@@ -106,6 +106,41 @@ class ExecutionCounter:
         if keep is not None:
             parsed.append(keep[0])
             raw.append(keep[1])
+
+
+def rewrite_history(shell: InteractiveShell, line: int, source: str, raw: str | None = None) -> None:
+    """Make ``In[line]``, ``%history`` and the history database hold ``source`` (and ``raw``).
+
+    Routed cells are stored as the routing call the transformer made of them,
+    and a magic line may hold a token: both are rewritten in memory, in the
+    pending database writes, and in the database row if it was written already.
+    """
+    history = shell.history_manager
+    if history is None or len(history.input_hist_parsed) <= 1:
+        return
+    source = source.rstrip("\n")
+    history.input_hist_parsed[-1] = source
+    if raw is not None:
+        raw = raw.rstrip("\n")
+        history.input_hist_raw[-1] = raw
+        shell.user_ns[f"_i{line}"] = raw
+        history._i00 = raw  # what the next cell's ``_i`` becomes
+    with history.db_input_cache_lock:
+        for index, entry in enumerate(history.db_input_cache):
+            if entry[0] == line:
+                history.db_input_cache[index] = (line, source, entry[2] if raw is None else raw)
+                return
+        try:  # the saving thread already wrote it
+            with history.db:
+                if raw is None:
+                    history.db.execute("UPDATE history SET source=? WHERE session=? AND line=?", (source, history.session_number, line))
+                else:
+                    history.db.execute(
+                        "UPDATE history SET source=?, source_raw=? WHERE session=? AND line=?",
+                        (source, raw, history.session_number, line),
+                    )
+        except Exception:  # a read-only or broken history database must not fail the cell
+            log.debug("could not rewrite history line %d", line, exc_info=True)
 
 
 class DisplayMirror:
@@ -137,6 +172,8 @@ class DisplayMirror:
                 "the remote gets end-of-file.",
                 file=sys.stderr,
             )
+            return None
+        except EOFError:  # Ctrl-D at the prompt: the remote input() gets end-of-file too
             return None
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import wire
@@ -43,6 +44,39 @@ class OutputSink(Protocol):
         """All messages received so far were handed over: make them visible now."""
 
 
+@dataclass
+class _Run:
+    """The state of one execute request while its messages come in."""
+
+    msg_id: str
+    timeout: float | None
+    reply: dict[str, Any] | None = None
+    idle: bool = False
+    interrupted_at: float | None = None
+    timed_out: bool = False
+    #: kernel_info requests sent after reconnects (queued behind our execute)
+    probes: set[str] = field(default_factory=set)
+    probe_answered: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    heard: float = field(default_factory=time.monotonic)
+    kernel_checked: float = 0.0
+
+    @property
+    def deadline(self) -> float | None:
+        return self.started + self.timeout if self.timeout else None
+
+    @property
+    def finished(self) -> bool:
+        return self.reply is not None and self.idle
+
+    def give_up_after(self) -> float | None:
+        """When the interrupt grace starts: from the interrupt for a timeout (strict),
+        from the last message for a user's interrupt (the kernel may be cleaning up)."""
+        if self.interrupted_at is None:
+            return None
+        return self.interrupted_at if self.timed_out else max(self.interrupted_at, self.heard)
+
+
 class StopWaiting(BinderAutorunError):
     """The user pressed interrupt twice: stop waiting for a remote cell."""
 
@@ -56,7 +90,9 @@ class KernelSession:
     ``idle_grace`` bounds the wait for a request's ``idle`` status once its
     reply is in and nothing else arrives (a lost status must not hang a cell);
     ``replay_grace`` is how long a reply may trail a reconnect probe's reply
-    (the server replays what it buffered) before it counts as lost.
+    (the server replays what it buffered) before it counts as lost. A request
+    silent for ``kernel_check_after`` seconds asks the server (at most every
+    ``kernel_check_every``) whether the kernel still exists.
     """
 
     def __init__(
@@ -69,6 +105,8 @@ class KernelSession:
         interrupt_grace: float = 10.0,
         idle_grace: float = 5.0,
         replay_grace: float = 1.0,
+        kernel_check_after: float = 2.0,
+        kernel_check_every: float = 10.0,
     ) -> None:
         self.server = server
         self.kernel_id = kernel_id
@@ -77,6 +115,8 @@ class KernelSession:
         self.interrupt_grace = interrupt_grace
         self.idle_grace = idle_grace
         self.replay_grace = replay_grace
+        self.kernel_check_after = kernel_check_after
+        self.kernel_check_every = kernel_check_every
         self.kernel_info: dict[str, Any] = {}
         #: the remote count of the last stored cell
         self.execution_count = 0
@@ -112,7 +152,11 @@ class KernelSession:
         if server.kernel(kernel_id) is None:
             raise BinderAutorunError(f"The server at {server.url} has no kernel {kernel_id}; list them at {server.url}api/kernels.")
         session = cls(server, kernel_id, owns_kernel=False, **kwargs)
-        session.connect()
+        try:
+            session.connect()
+        except BaseException:
+            session.close()
+            raise
         return session
 
     def connect(self) -> None:
@@ -201,6 +245,8 @@ class KernelSession:
 
     def _on_kernel_status(self, state: str) -> None:
         self.restarted_unexpectedly = True
+        if state == "dead":
+            self.channel.declare_lost("the kernel died and the server could not restart it")
 
     # -- requests -----------------------------------------------------------
 
@@ -260,75 +306,96 @@ class KernelSession:
         self._check_usable()
         msg = self._execute_request(code, silent, store_history, allow_stdin, stop_on_error)
         inbox = self.channel.request(msg)
-        reply: dict[str, Any] | None = None
-        idle = False
-        interrupted_at: float | None = None
-        probe: str | None = None  # a kernel_info sent after a reconnect, queued behind our execute
-        probe_answered: float | None = None
-        heard = time.monotonic()  # when the last message of this request arrived
-        deadline = heard + timeout if timeout else None
+        run = _Run(str(msg["header"]["msg_id"]), timeout)
         try:
-            while reply is None or not idle:
+            while not run.finished:
                 try:
-                    event = self._next(inbox, None if interrupted_at is None else max(interrupted_at, heard))
-                    now = time.monotonic()
-                    if deadline is not None and interrupted_at is None and now > deadline:
-                        log.info("cell ran past its %.1f s timeout; interrupting the remote kernel", timeout)
-                        interrupted_at = now
-                        self.interrupt()
-                    if isinstance(event, Reconnected):
-                        if probe is not None:
-                            self.channel.forget(probe)
-                        probe = self._probe(inbox)  # answered only after our execute, if it is still running
-                        continue
-                    if event is None:
-                        if reply is not None and now - heard > self.idle_grace:
-                            log.info("no idle status %.0f s after the reply; taking the cell as finished", self.idle_grace)
-                            break
-                        if probe_answered is not None and reply is None and now - probe_answered > self.replay_grace:
-                            raise ConnectionLost(
-                                "The connection dropped just as this cell finished and the server lost its result; "
-                                "the cell did run remotely, so check its effects before running it again."
-                            )
-                        continue
-                    heard = now
-                    channel, kind = event["channel"], wire.msg_type(event)
-                    if probe is not None and wire.parent_id(event) == probe:
-                        if channel == "shell":
-                            probe_answered = now
-                    elif channel == "shell" and kind == "execute_reply":
-                        reply = dict(event["content"])
-                    elif channel == "stdin" and kind == "input_request":
-                        self._answer_input(event, sink)
-                    elif channel == "iopub":
-                        if kind == "status":
-                            idle = event["content"].get("execution_state") == "idle"
-                        elif kind == "execute_input":
-                            self.execution_count = int(event["content"].get("execution_count") or self.execution_count)
-                        if sink is not None:
-                            sink.on_message(event)
-                            if inbox.empty():
-                                sink.flush()  # caught up: show streamed output now, batch it while busy
+                    self._step(run, inbox, sink)
                 except KeyboardInterrupt:
-                    if interrupted_at is not None:
+                    if run.interrupted_at is not None:
                         raise StopWaiting(
                             "Stopped waiting for the remote cell after a second interrupt; it may still be running "
                             "there, so use %binder_restart if it stays busy."
                         ) from None
-                    interrupted_at = time.monotonic()
-                    log.info("forwarding an interrupt to the remote kernel")
-                    self.interrupt()
+                    self._interrupt(run)
         finally:
-            self.channel.forget(msg["header"]["msg_id"])
-            if probe is not None:
-                self.channel.forget(probe)
+            for msg_id in (run.msg_id, *run.probes):
+                self.channel.forget(msg_id)
             self.last_activity = time.monotonic()
+        reply = run.reply
         assert reply is not None
-        if deadline is not None and interrupted_at is not None:
+        if run.timed_out:
             reply["timed_out"] = True
         if store_history and not silent and reply.get("execution_count"):
             self.execution_count = int(reply["execution_count"])
         return reply
+
+    def _step(self, run: _Run, inbox: Inbox, sink: OutputSink | None) -> None:
+        """Take the next message of a running execute (or handle a quiet tick)."""
+        event = self._next(inbox, run.give_up_after())
+        now = time.monotonic()
+        if run.deadline is not None and run.interrupted_at is None and now > run.deadline:
+            log.info("cell ran past its timeout; interrupting the remote kernel")
+            run.timed_out = True
+            self._interrupt(run)
+        if isinstance(event, Reconnected):
+            if self.implementation == "ipython":  # ipykernel answers shell requests in order
+                run.probes.add(self._probe(inbox))
+            return
+        if event is None:
+            self._on_quiet(run, now)
+            return
+        run.heard = now
+        channel, kind, parent = event["channel"], wire.msg_type(event), wire.parent_id(event)
+        if parent in run.probes:
+            if channel == "shell":
+                run.probe_answered = now
+        elif channel == "shell" and kind == "execute_reply":
+            run.reply = dict(event["content"])
+        elif channel == "stdin" and kind == "input_request":
+            self._answer_input(event, sink)
+        elif channel == "iopub":
+            if kind == "status":
+                run.idle = event["content"].get("execution_state") == "idle"
+            elif kind == "execute_input":
+                self.execution_count = int(event["content"].get("execution_count") or self.execution_count)
+            if sink is not None:
+                sink.on_message(event)
+                if inbox.empty():
+                    sink.flush()  # caught up: show streamed output now, batch it while busy
+
+    def _on_quiet(self, run: _Run, now: float) -> None:
+        """Nothing arrived for a tick: decide whether the cell is over or the kernel gone."""
+        if run.reply is not None and now - run.heard > self.idle_grace:
+            log.info("no idle status %.0f s after the reply; taking the cell as finished", self.idle_grace)
+            run.idle = True
+        elif run.probe_answered is not None and run.reply is None and now - run.probe_answered > self.replay_grace:
+            raise ConnectionLost(
+                "The connection dropped just as this cell finished and the server lost its result; "
+                "the cell did run remotely, so check its effects before running it again."
+            )
+        elif (
+            now - run.heard > self.kernel_check_after
+            and now - run.kernel_checked > self.kernel_check_every
+            and now - self.channel.last_activity < self.channel.ping_after + self.channel.pong_timeout
+        ):
+            # a kernel shut down (culled, or by another client) leaves a healthy websocket silent;
+            # an unhealthy one is the channel's to judge (pings), so no REST call then
+            run.kernel_checked = now
+            try:
+                gone = self.server.kernel(self.kernel_id, timeout=2) is None
+            except BinderAutorunError:
+                return  # unreachable: the channel's own liveness checks decide
+            if gone:
+                self.channel.declare_lost("the server no longer has the kernel (it was shut down or culled)")
+
+    def _interrupt(self, run: _Run) -> None:
+        run.interrupted_at = time.monotonic()
+        log.info("forwarding an interrupt to the remote kernel")
+        try:
+            self.interrupt()
+        except KeyboardInterrupt:
+            raise StopWaiting("Stopped waiting for the remote cell after a second interrupt.") from None
 
     # -- internals ----------------------------------------------------------
 
@@ -341,9 +408,8 @@ class KernelSession:
     def _next(self, inbox: Inbox, quiet_since: float | None = None, tick: float | None = None) -> wire.Message | Reconnected | None:
         """The next message, or None after a quiet tick; raise what ended the stream.
 
-        ``quiet_since`` (set once the user interrupted) is when the request was
-        last heard from; a kernel silent for ``interrupt_grace`` after that is
-        given up on.
+        ``quiet_since`` (set once interrupted) starts the ``interrupt_grace``
+        after which a silent kernel is given up on.
         """
         try:
             event = inbox.get(timeout=tick or self.wait_tick)

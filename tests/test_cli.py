@@ -113,3 +113,15 @@ def test_local_target_and_bad_token(tmp_path: Path) -> None:
     assert "Could not reach the Jupyter server at http://127.0.0.1:9/" in bad.stderr
     assert "NOTSHOWN42" not in bad.stderr + bad.stdout
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_notebook_that_connects_itself_runs_under_the_cli_target(own_server: LocalServer, tmp_path: Path) -> None:
+    """The CLI connects first; the notebook's own %binder_on cell is skipped, not an error."""
+    source = _write(tmp_path / "nb.ipynb", ["%load_ext binder_autorun", "%binder_on --local", "import os\nos.getcwd()"])
+    out = tmp_path / "out.ipynb"
+    result = _run([str(source), "--url", own_server.url, "-o", str(out)], own_server.token)
+    assert result.returncode == 0, result.stderr
+    cells = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    assert "skipped" in cells[1].outputs[0]["text"]
+    assert cells[2].outputs[0]["data"]["text/plain"] == repr(str(own_server.root_dir))

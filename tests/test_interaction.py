@@ -223,3 +223,26 @@ def test_unexpected_failure_in_a_magic_never_quotes_its_line(kernel: LocalKernel
     message, _ = _magic_error(kernel, "%binder_on --url http://127.0.0.1:9/ --token SECRETINLINE77")
     assert "failed unexpectedly (ZeroDivisionError)" in message
     assert "SECRETINLINE77" not in message
+
+
+@pytest.mark.timeout(60)
+def test_reattaching_the_same_kernel_keeps_it(routed: LocalKernel) -> None:
+    routed.execute("kept_here = 'yes'")
+    kernel_id = routed.execute("%%local\nprint(__import__('binder_autorun')._autorun.session.kernel_id)").stdout.strip()
+    url = routed.execute("%%local\nprint(__import__('binder_autorun')._autorun.session.server.url)").stdout.strip()
+    assert routed.execute("%binder_off").reply["status"] == "ok"
+    assert routed.execute(f"%binder_on --url {url} --kernel-id {kernel_id}").reply["status"] == "ok"
+    assert routed.execute("kept_here", timeout=10).of("execute_result")[0]["data"]["text/plain"] == "'yes'"
+
+
+@pytest.mark.timeout(60)
+def test_token_typed_in_a_magic_is_hidden_from_history_and_errors(kernel: LocalKernel, remote_server: LocalServer) -> None:
+    kernel.execute("%load_ext binder_autorun")
+    mistyped = kernel.execute(f"%binder_on --url {remote_server.url} --tokn {remote_server.token}")
+    assert mistyped.reply["status"] == "error"
+    assert remote_server.token not in mistyped.text + repr(mistyped.reply)
+    connected = kernel.execute(f"%binder_on --url {remote_server.url} --token {remote_server.token}")
+    assert connected.reply["status"] == "ok"
+    history = kernel.execute("%%local\n%history -n -t\n%history -n -g binder_on").stdout
+    assert "--token <hidden>" in history
+    assert remote_server.token not in history

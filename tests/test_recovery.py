@@ -174,3 +174,21 @@ def test_network_down_for_good_fails_within_five_seconds(own_server: LocalServer
         assert local.execute("%%local\n'local works'").of("execute_result")[0]["data"]["text/plain"] == "'local works'"
     finally:
         local.shutdown()
+
+
+@pytest.mark.timeout(60)
+def test_kernel_shut_down_behind_our_back(own_server: LocalServer, tmp_path: Path) -> None:
+    """A culled kernel leaves the websocket open and silent: the next cell must not hang."""
+    import requests
+
+    local = _routed_kernel(tmp_path, own_server.url, own_server.token)
+    try:
+        kernel_id = local.execute("%%local\nprint(__import__('binder_autorun')._autorun.session.kernel_id)").stdout.strip()
+        headers = {"Authorization": f"token {own_server.token}"}
+        assert requests.delete(f"{own_server.url}api/kernels/{kernel_id}", headers=headers, timeout=10).status_code == 204
+        result = local.execute("1 + 1", timeout=30)
+        assert result.reply["status"] == "error" and result.seconds < 5
+        assert "no longer has the kernel" in _error_text(result)
+        assert local.execute("2 + 2", timeout=10).seconds < 1  # later cells say so at once
+    finally:
+        local.shutdown()
