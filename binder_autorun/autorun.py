@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
@@ -22,33 +21,14 @@ from traitlets import Bool, Float, Int, Unicode, default
 from traitlets.config import Configurable
 
 from .errors import BinderAutorunError, ConnectionLost, NotConnected, RemoteError
-from .launch import LocalServer
-from .launch.binderhub import BinderHubLauncher, normalize_hub
-from .launch.jupyterhub import JupyterHubLauncher, hub_base_url, show_progress
-from .launch.progress import LaunchProgress
+from .launch import LocalServer, Target, default_binderhub, launch
 from .launch.saved import SavedServers
-from .launch.spec import parse_spec
 from .mirror import DisplayMirror, ExecutionCounter, RemoteAssist, rewrite_history, show_remote_error
 from .router import make_transformer
 from .server import JupyterServer, ServerInfo
 from .session import KernelSession
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Target:
-    """What to (re)launch: its kind, a label for people, and a token-free identity."""
-
-    kind: str  # "url", "local", "binder" or "jupyterhub"
-    label: str
-    key: str
-    options: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def culls_idle(self) -> bool:
-        """Binder servers are culled after ~10 idle minutes."""
-        return self.kind == "binder"
 
 
 #: MyBinder culls kernels idle for about this long (seconds)
@@ -122,7 +102,7 @@ class BinderAutorun(Configurable):
 
     @default("binderhub")
     def _binderhub_default(self) -> str:
-        return os.environ.get("BINDER_AUTORUN_BINDERHUB", "https://mybinder.org")
+        return default_binderhub()
 
     def __init__(self, shell: InteractiveShell, **kwargs: Any) -> None:
         super().__init__(parent=shell, **kwargs)
@@ -179,29 +159,19 @@ class BinderAutorun(Configurable):
         url = url or self.url
         if not url:
             raise NotConnected("No server given: use --url URL (or set BINDER_AUTORUN_URL), --local or -r REPO.")
-        info = ServerInfo(url, self.token if token is None else token)
-        self.connect(Target("url", info.url, f"url:{info.url}", {"info": info}), kernel_name, kernel_id)
+        self.connect(Target.url(ServerInfo(url, self.token if token is None else token)), kernel_name, kernel_id)
 
     def connect_local(self, root_dir: str | None = None, kernel_name: str = "") -> None:
         """Start a private jupyter_server on 127.0.0.1 and connect to it."""
-        root = os.path.abspath(root_dir or ".")
-        self.connect(Target("local", f"local server in {root}", f"local:{root}", {"root_dir": root}), kernel_name)
+        self.connect(Target.local(root_dir), kernel_name)
 
     def connect_binder(self, repo: str, ref: str | None = None, hub: str = "", show_log: bool = False, kernel_name: str = "") -> None:
         """Build and launch ``repo`` through a BinderHub, then connect."""
-        spec = parse_spec(repo, ref)  # a bad spec fails here, before any network call
-        hub = normalize_hub(spec.hub or hub or self.binderhub)
-        target = Target("binder", f"{spec.label} on {hub}", f"binder:{hub}{spec.build_path}",
-                        {"spec": spec, "hub": hub, "show_log": show_log})
-        self.connect(target, kernel_name)
+        self.connect(Target.binder(repo, ref, hub or self.binderhub, show_log), kernel_name)
 
     def connect_jupyterhub(self, hub: str, token: str | None = None, server_name: str = "", kernel_name: str = "") -> None:
         """Start (or reuse) the user's server on a JupyterHub, then connect."""
-        token = self.token if token is None else token
-        hub = hub_base_url(hub)
-        label = f"JupyterHub {hub}" + (f" (server {server_name!r})" if server_name else "")
-        target = Target("jupyterhub", label, f"jupyterhub:{hub}:{server_name}", {"hub": hub, "token": token, "server": server_name})
-        self.connect(target, kernel_name)
+        self.connect(Target.jupyterhub(hub, self.token if token is None else token, server_name), kernel_name)
 
     def resume(self) -> None:
         """A bare %binder_on: back to the kernel of the last connection."""
@@ -266,9 +236,11 @@ class BinderAutorun(Configurable):
         kernel_name = kernel_name or self.kernel_name
         session = None if fresh or kernel_id else self._reattach(target, kernel_name)
         if session is None:
-            info = self._launch(target)
+            self._stop_local_server()
+            launched = launch(target, self.launch_timeout, self.build_log)
+            self.local_server = launched.local_server
             try:
-                server = JupyterServer(info)
+                server = JupyterServer(launched.info)
                 if target.kind == "url":
                     server.api_info()  # a clear sentence if the URL is not a Jupyter server; launchers know theirs is
                 session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None)
@@ -283,35 +255,11 @@ class BinderAutorun(Configurable):
             self._forget_session()
         target.options["kernel_name"] = kernel_name
         self.session, self.target, self.ran = session, target, []
-        if target.kind in ("binder", "jupyterhub"):
+        if target.reattachable:
             self.saved.put(target.key, session.server.url, session.server.info.token, session.kernel_id)
         self._align_counts_at_connect()
         self.activate()
         log.info("connected to %s (kernel %s)", target.label, session.kernel_id)
-
-    def _launch(self, target: Target) -> ServerInfo:
-        """Get a server for ``target``: its URL and token."""
-        options = target.options
-        if target.kind == "url":
-            return options["info"]
-        if target.kind == "local":
-            self._stop_local_server()
-            self.local_server = LocalServer(root_dir=options["root_dir"], limit_rate=False)
-            return self.local_server.start()
-        if target.kind == "binder":
-            spec, hub = options["spec"], options["hub"]
-            launcher = BinderHubLauncher(hub, silence_timeout=self.launch_timeout)
-            with LaunchProgress(spec, hub, show_log=options["show_log"]) as progress:
-                try:
-                    launch = launcher.launch(spec, on_event=progress)
-                finally:
-                    self.build_log = list(progress.build_log.lines)  # a failed build's log matters most
-                progress.done(launch)
-            return launch.info
-        launched = JupyterHubLauncher(options["hub"], options["token"], options["server"], timeout=self.launch_timeout).launch(
-            on_event=show_progress
-        )
-        return launched.info
 
     def _reattach(self, target: Target, kernel_name: str) -> KernelSession | None:
         """Reuse a still-live server (and kernel) saved for ``target``; drop it if dead."""
@@ -375,7 +323,7 @@ class BinderAutorun(Configurable):
         reclaims it if nobody does.
         """
         self.deactivate()
-        keep = self.target is not None and self.target.kind in ("binder", "jupyterhub") and self.saved.get(self.target.key)
+        keep = self.target is not None and self.target.reattachable and self.saved.get(self.target.key)
         if self.session is not None:
             self.session.close() if keep else self.session.shutdown()
             self.session = None

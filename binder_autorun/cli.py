@@ -21,11 +21,7 @@ import nbformat
 from traitlets import Float, Unicode
 
 from .errors import BinderAutorunError
-from .launch import LocalServer
-from .launch.binderhub import DEFAULT_HUB, BinderHubLauncher, normalize_hub
-from .launch.jupyterhub import JupyterHubLauncher, show_progress
-from .launch.progress import LaunchProgress
-from .launch.spec import parse_spec
+from .launch import Target, default_binderhub, launch
 from .server import ServerInfo
 
 try:
@@ -113,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("-r", "--repo", help="Build and launch this repository through a BinderHub first.")
     target.add_argument("--jupyterhub", metavar="HUB", help="Start (or reuse) your server on this JupyterHub first.")
     run.add_argument("--ref", default=None, help="Branch, tag or commit of --repo.")
-    run.add_argument("--binderhub", default=os.environ.get("BINDER_AUTORUN_BINDERHUB", DEFAULT_HUB),
-                     help="BinderHub for --repo (default: %(default)s).")
+    run.add_argument("--binderhub", default=default_binderhub(), help="BinderHub for --repo (default: %(default)s).")
     run.add_argument("--show-log", action="store_true", help="Print the full build log of --repo.")
     run.add_argument("--server", default="", help="Named server on --jupyterhub.")
     run.add_argument("--token", default=None, help="Token of --url (prefer the BINDER_AUTORUN_TOKEN variable).")
@@ -130,17 +125,9 @@ def run_notebook(args: argparse.Namespace) -> int:
     """Execute ``args.notebook``; return the process exit status."""
     notebook = nbformat.read(args.notebook, as_version=4)
     output = args.output or args.notebook.with_name(args.notebook.stem + ".remote.ipynb")
-    local: LocalServer | None = None
-    info: ServerInfo | None = None
-    if args.local is not None:
-        local = LocalServer(root_dir=args.local, limit_rate=False)
-        info = local.start()
-    elif args.url:
-        info = ServerInfo(args.url, _token(args))
-    elif args.repo:
-        info = launch_binder(args.repo, args.ref, args.binderhub, args.show_log)
-    elif args.jupyterhub:
-        info = JupyterHubLauncher(args.jupyterhub, _token(args), args.server).launch(on_event=show_progress).info
+    target = _target(args)
+    launched = launch(target) if target is not None else None
+    info = launched.info if launched is not None else None
     if info is not None:
         os.environ[TOKEN_ENV] = info.token  # the local kernel inherits it; no cell holds it
     progress = Progress(sum(cell.cell_type == "code" for cell in notebook.cells))
@@ -164,8 +151,8 @@ def run_notebook(args: argparse.Namespace) -> int:
         print(f"binder-autorun: {exc}", file=sys.stderr)
         status = 1
     finally:
-        if local is not None:
-            local.stop()
+        if launched is not None and launched.local_server is not None:
+            launched.local_server.stop()
     nbformat.write(notebook, output)
     print(f"binder-autorun: wrote {output}", file=sys.stderr)
     return status
@@ -175,14 +162,17 @@ def _token(args: argparse.Namespace) -> str:
     return args.token if args.token is not None else os.environ.get(TOKEN_ENV, "")
 
 
-def launch_binder(repo: str, ref: str | None, hub: str, show_log: bool) -> ServerInfo:
-    """Build and launch through a BinderHub with a progress line on stderr."""
-    spec = parse_spec(repo, ref)
-    hub = normalize_hub(spec.hub or hub)
-    with LaunchProgress(spec, hub, show_log=show_log) as progress:
-        launch = BinderHubLauncher(hub).launch(spec, on_event=progress)
-        progress.done(launch)
-    return launch.info
+def _target(args: argparse.Namespace) -> Target | None:
+    """What the command line asks to connect to (None: the notebook connects itself)."""
+    if args.local is not None:
+        return Target.local(args.local)
+    if args.url:
+        return Target.url(ServerInfo(args.url, _token(args)))
+    if args.repo:
+        return Target.binder(args.repo, args.ref, args.binderhub, args.show_log)
+    if args.jupyterhub:
+        return Target.jupyterhub(args.jupyterhub, _token(args), args.server)
+    return None
 
 
 def _executed(progress: Progress, quiet: bool) -> Any:

@@ -4,6 +4,7 @@ interrupt, completion, inspection, payloads, errors, and bad inputs."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,3 +247,15 @@ def test_token_typed_in_a_magic_is_hidden_from_history_and_errors(kernel: LocalK
     history = kernel.execute("%%local\n%history -n -t\n%history -n -g binder_on").stdout
     assert "--token <hidden>" in history
     assert remote_server.token not in history
+
+
+@pytest.mark.timeout(60)
+def test_local_server_dies_with_a_killed_notebook_kernel(kernel: LocalKernel, tmp_path: Path) -> None:
+    kernel.execute("%load_ext binder_autorun")
+    assert kernel.execute(f"%binder_on --local {tmp_path}", timeout=60).reply["status"] == "ok"
+    pid = int(kernel.execute("%%local\nprint(__import__('binder_autorun')._autorun.local_server.process.pid)").stdout)
+    os.kill(kernel.km.provisioner.process.pid, signal.SIGKILL)  # no atexit, no cleanup of ours runs
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

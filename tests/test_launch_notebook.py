@@ -103,7 +103,7 @@ def test_reattach_after_local_kernel_restart(kernel: LocalKernel, hub: BinderHub
     again = _launch(kernel, hub)
     assert again.reply["status"] == "ok", again.text
     assert len(hub.received) == 1, "the restarted kernel built again instead of reattaching"
-    assert "reattached" in again.stdout
+    assert "reattached" in again.stderr
     assert kernel.execute("kept").of("execute_result")[0]["data"]["text/plain"] == "'remote state'"
     # the saved record is private to its owner
     state = Path(os.environ["BINDER_AUTORUN_STATE"])
@@ -125,7 +125,7 @@ def test_culled_server_relaunch_and_replay(kernel: LocalKernel, hub: BinderHubSt
     back = kernel.execute("%binder_on --relaunch --replay", timeout=60)
     assert back.reply["status"] == "ok", back.text
     assert len(hub.received) == 2
-    assert "replaying [1/2] x = 41" in back.stdout and "replaying [2/2] y = x + 1" in back.stdout
+    assert "replaying [1/2] x = 41" in back.stderr and "replaying [2/2] y = x + 1" in back.stderr
     assert kernel.execute("y").of("execute_result")[0]["data"]["text/plain"] == "42"
 
 
@@ -148,7 +148,7 @@ def test_restart_magic(kernel: LocalKernel, hub: BinderHubStandIn) -> None:
     assert _launch(kernel, hub).reply["status"] == "ok"
     kernel.execute("gone_after_restart = 1")
     restarted = kernel.execute("%binder_restart", timeout=60)
-    assert restarted.reply["status"] == "ok" and "restarted the remote kernel" in restarted.stdout
+    assert restarted.reply["status"] == "ok" and "restarted the remote kernel" in restarted.stderr
     check = kernel.execute("'gone_after_restart' in globals()")
     assert check.of("execute_result")[0]["data"]["text/plain"] == "False"
     assert check.reply["execution_count"] == check.of("execute_result")[0]["execution_count"]

@@ -114,7 +114,7 @@ class JupyterHubLauncher:
         self.token = token
         self.server_name = server_name.strip().strip("/")
         self.timeout = timeout
-        self.http = requests.Session()
+        self.http: requests.Session  # one per launch, made by launch()
         self._deadline = 0.0
         #: True once a spawn is under way that this launch asked for (an interrupt cancels it)
         self._ours = False

@@ -8,6 +8,7 @@ the environment, never on the command line where ``ps`` would show it.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +34,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started us dies (Linux), so a
+    crashed or killed notebook kernel does not leave its private server behind."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class LocalServer:
@@ -124,6 +139,8 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             cwd=self.root_dir,
             start_new_session=True,  # its own process group: stop/kill it as a whole
+            # the death signal follows the starting *thread*: only tie it to a main thread
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
         atexit.register(self.stop)
         self._wait_ready()
@@ -152,7 +169,10 @@ class LocalServer:
     def kill(self) -> None:
         """SIGKILL the whole process group, as a crash or a cull would."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.process.wait()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -164,8 +184,7 @@ class LocalServer:
                 os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                self.kill()
             except ProcessLookupError:
                 pass
         if self._log_file is not None:
