@@ -19,6 +19,7 @@ _autorun: BinderAutorun | None = None
 
 
 def load_ipython_extension(shell: InteractiveShell) -> None:
+    """Register the magics and the cell router (``%load_ext binder_autorun``)."""
     global _autorun
     from .magics import BinderMagics
 
@@ -30,6 +31,7 @@ def load_ipython_extension(shell: InteractiveShell) -> None:
 
 
 def unload_ipython_extension(shell: InteractiveShell) -> None:
+    """Stop routing and restore IPython's exception handling."""
     if _autorun is not None:
         _autorun.uninstall()
 

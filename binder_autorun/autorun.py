@@ -145,6 +145,7 @@ class BinderAutorun(Configurable):
             self.shell.set_custom_exc((*previous[0], RemoteError), handler)
 
     def uninstall(self) -> None:
+        """Undo :meth:`install`: local cells again, IPython's own error display."""
         self.deactivate()
         if self._transformer in self.shell.input_transformers_cleanup:
             self.shell.input_transformers_cleanup.remove(self._transformer)
@@ -291,12 +292,14 @@ class BinderAutorun(Configurable):
             self.session.set_execution_count(self.counter.next)
 
     def activate(self) -> None:
+        """Route every cell to the current session."""
         _return_big_blocks_to_the_os(self.mmap_threshold)
         self.install()
         self.assist.install()
         self.active = True
 
     def deactivate(self) -> None:
+        """Run cells locally again (the session is kept for a bare %binder_on)."""
         self.active = False
         self.assist.uninstall()
 

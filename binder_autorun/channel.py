@@ -116,10 +116,12 @@ class KernelChannel:
 
     @property
     def url(self) -> str:
+        """The websocket URL (no token: that travels in a header)."""
         return f"{self.server.info.ws_url}api/kernels/{self.kernel_id}/channels?session_id={self.session_id}"
 
     @property
     def state(self) -> str:
+        """``connected``, ``reconnecting``, ``lost`` or ``closed``."""
         if self._closed:
             return "closed"
         if self._lost is not None:

@@ -98,6 +98,7 @@ class Progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``binder-autorun`` command line."""
     parser = argparse.ArgumentParser(prog="binder-autorun", description="Run notebooks on a remote Jupyter kernel.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="Execute a notebook with every cell on a remote kernel.")
@@ -190,6 +191,7 @@ def _error_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``binder-autorun``; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:

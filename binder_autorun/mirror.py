@@ -281,6 +281,7 @@ class RemoteAssist:
         self._matcher = self._make_matcher()
 
     def install(self) -> None:
+        """Answer completion and inspection from the remote kernel."""
         if self.kernel is not None:
             self.kernel.do_complete = self.complete
             self.kernel.do_inspect = self.inspect
@@ -288,6 +289,7 @@ class RemoteAssist:
             self.shell.Completer.custom_matchers.insert(0, self._matcher)
 
     def uninstall(self) -> None:
+        """Answer them locally again."""
         if self.kernel is not None:
             for name in ("do_complete", "do_inspect"):
                 self.kernel.__dict__.pop(name, None)
@@ -295,6 +297,7 @@ class RemoteAssist:
             self.shell.Completer.custom_matchers.remove(self._matcher)
 
     def complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        """The remote kernel's complete_reply (empty if it cannot answer)."""
         cursor = len(code) if cursor_pos is None else cursor_pos
         try:
             return self.session().complete(code, cursor)
@@ -303,6 +306,7 @@ class RemoteAssist:
             return {"status": "ok", "matches": [], "cursor_start": cursor, "cursor_end": cursor, "metadata": {}}
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()) -> dict[str, Any]:
+        """The remote kernel's inspect_reply (not found if it cannot answer)."""
         try:
             return self.session().inspect(code, cursor_pos, detail_level)
         except BinderAutorunError as exc:

@@ -40,6 +40,7 @@ class ServerInfo:
 
     @property
     def headers(self) -> dict[str, str]:
+        """The Authorization header for requests and the websocket."""
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
 
@@ -77,6 +78,7 @@ class JupyterServer:
 
     @property
     def url(self) -> str:
+        """The server's URL with its base_url."""
         return self.info.url
 
     def request(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> requests.Response:
@@ -119,6 +121,7 @@ class JupyterServer:
         return version
 
     def kernelspecs(self) -> dict[str, Any]:
+        """``GET api/kernelspecs``: the kernels this server can start."""
         return self.request("GET", "api/kernelspecs").json()
 
     def start_kernel(self, name: str | None = None, path: str | None = None) -> dict[str, Any]:
@@ -143,15 +146,19 @@ class JupyterServer:
         return response.json() if response.status_code == 200 else None
 
     def interrupt_kernel(self, kernel_id: str) -> None:
+        """``POST api/kernels/{id}/interrupt``: what a stop button does."""
         self.request("POST", f"api/kernels/{kernel_id}/interrupt", expect=(200, 204))
 
     def restart_kernel(self, kernel_id: str) -> dict[str, Any]:
+        """``POST api/kernels/{id}/restart``: a fresh kernel, same id."""
         return self.request("POST", f"api/kernels/{kernel_id}/restart", expect=(200,), timeout=max(self.timeout, 60)).json()
 
     def shutdown_kernel(self, kernel_id: str) -> None:
+        """``DELETE api/kernels/{id}`` (a kernel already gone is fine)."""
         self.request("DELETE", f"api/kernels/{kernel_id}", expect=(200, 204, *GONE_STATUSES))
 
     def close(self) -> None:
+        """Close pooled HTTP connections."""
         self.http.close()
 
 

@@ -166,10 +166,12 @@ class KernelSession:
 
     @property
     def implementation(self) -> str:
+        """The remote kernel's implementation (``ipython`` for ipykernel)."""
         return str(self.kernel_info.get("implementation", ""))
 
     @property
     def alive(self) -> bool:
+        """Whether requests can still be sent."""
         return self.channel.lost is None and self.channel.state != "closed"
 
     def close(self) -> None:
@@ -186,6 +188,7 @@ class KernelSession:
                 log.info("could not shut down the remote kernel (server gone?)")
 
     def interrupt(self) -> None:
+        """Interrupt the remote kernel through the server."""
         self.server.interrupt_kernel(self.kernel_id)
 
     def restart(self) -> None:
@@ -266,9 +269,11 @@ class KernelSession:
             self.channel.forget(msg["header"]["msg_id"])
 
     def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+        """Tab completion from the remote namespace."""
         return self.request("complete_request", {"code": code, "cursor_pos": cursor_pos}, timeout=10)
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int = 0) -> dict[str, Any]:
+        """``obj?``-style inspection from the remote namespace."""
         return self.request("inspect_request", {"code": code, "cursor_pos": cursor_pos, "detail_level": detail_level}, timeout=10)
 
     def set_execution_count(self, count: int) -> None:

@@ -27,6 +27,7 @@ Message = dict[str, Any]
 
 
 def new_id() -> str:
+    """A fresh message or session id."""
     return uuid.uuid4().hex
 
 
@@ -115,8 +116,10 @@ def decode(frame: bytes | str, protocol: str | None) -> Message:
 
 
 def parent_id(msg: Message) -> str | None:
+    """The id of the request a message answers (None for broadcasts)."""
     return (msg.get("parent_header") or {}).get("msg_id")
 
 
 def msg_type(msg: Message) -> str:
+    """A message's type, from its header."""
     return str(msg.get("header", {}).get("msg_type") or msg.get("msg_type", ""))

@@ -85,17 +85,21 @@ class LocalServer:
 
     @property
     def url(self) -> str:
+        """The server's URL, base_url included."""
         return f"http://127.0.0.1:{self.port}{self.base_url}"
 
     @property
     def info(self) -> ServerInfo:
+        """Where the server is, with its token, for the rest of the pipeline."""
         return ServerInfo(self.url, self.token)
 
     @property
     def running(self) -> bool:
+        """Whether the server process is alive."""
         return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
+        """The command line that starts the server (no token: it goes in the environment)."""
         args = [
             sys.executable, "-m", "jupyter_server",
             "--ServerApp.ip=127.0.0.1",
@@ -161,6 +165,7 @@ class LocalServer:
         raise LaunchError(f"The local jupyter_server did not answer within {self.startup_timeout:g} s; its log says: {self.log_tail()}")
 
     def log_tail(self, lines: int = 5) -> str:
+        """The last lines of the server's log, token masked, for error messages."""
         if self._log_file is None:
             return ""
         text = Path(self._log_file.name).read_text(errors="replace").replace(self.token, "<token>")

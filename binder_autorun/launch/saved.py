@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def default_path() -> Path:
+    """``$BINDER_AUTORUN_STATE`` or ``~/.local/state/binder_autorun/servers.json``."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(os.environ.get("BINDER_AUTORUN_STATE", os.path.join(state, "binder_autorun", "servers.json")))
 
@@ -50,14 +51,17 @@ class SavedServers:
         os.replace(temporary, self.path)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The record saved for ``key``, if any."""
         return self._read().get(key)
 
     def put(self, key: str, url: str, token: str, kernel_id: str) -> None:
+        """Remember where ``key``'s server and kernel are."""
         data = self._read()
         data[key] = {"url": url, "token": token, "kernel_id": kernel_id, "saved": time.time()}
         self._write(data)
 
     def drop(self, key: str) -> None:
+        """Forget ``key`` (its server is gone or was shut down)."""
         data = self._read()
         if data.pop(key, None) is not None:
             self._write(data)
