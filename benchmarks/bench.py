@@ -23,6 +23,7 @@ The exit status is 0 whatever the results: read the PASS/FAIL lines.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 import contextlib
 import json
 import os
@@ -372,20 +373,26 @@ class CuttableProxy:
             threading.Thread(target=self._pump, args=(key, client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(key, upstream, client, False), daemon=True).start()
 
-    def _pump(self, key: int, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
-        if self.delay > 0:
-            self._pump_delayed(key, src, dst)
-            return
-        first = from_client
+    @staticmethod
+    def _chunks(src: socket.socket) -> Iterator[bytes]:
+        """What ``src`` sends, chunk by chunk, ACKed at once (QUICKACK), until it closes."""
         while True:
             try:
                 if QUICKACK is not None:
                     src.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
                 data = src.recv(1 << 20)
             except OSError:
-                break
+                return
             if not data:
-                break
+                return
+            yield data
+
+    def _pump(self, key: int, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        if self.delay > 0:
+            self._pump_delayed(key, src, dst)
+            return
+        first = from_client
+        for data in self._chunks(src):
             if first:
                 self.accepted.append((now(), data[:120]))
                 first = False
@@ -414,15 +421,7 @@ class CuttableProxy:
             self._close(key)
 
         threading.Thread(target=sender, daemon=True).start()
-        while True:
-            try:
-                if QUICKACK is not None:
-                    src.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-                data = src.recv(1 << 20)
-            except OSError:
-                break
-            if not data:
-                break
+        for data in self._chunks(src):
             pending.put((now() + self.delay, data))
         pending.put(None)
 
