@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +46,22 @@ class OutputSink(Protocol):
 
     def flush(self) -> None:
         """All messages received so far were handed over: make them visible now."""
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold SIGINT until the block is done, then raise it (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -336,8 +356,20 @@ class KernelSession:
         return reply
 
     def _step(self, run: _Run, inbox: Inbox, sink: OutputSink | None) -> None:
-        """Take the next message of a running execute (or handle a quiet tick)."""
+        """Take the next message of a running execute (or handle a quiet tick).
+
+        A Ctrl-C lands while waiting, never halfway through handling a message
+        (which would lose it): during handling it is held and raised after —
+        except while the user answers ``input()``, which Ctrl-C must cancel.
+        """
         event = self._next(inbox, run.give_up_after())
+        if isinstance(event, dict) and event.get("channel") == "stdin":
+            self._handle(run, inbox, sink, event)
+            return
+        with _interrupts_held():
+            self._handle(run, inbox, sink, event)
+
+    def _handle(self, run: _Run, inbox: Inbox, sink: OutputSink | None, event: wire.Message | Reconnected | None) -> None:
         now = time.monotonic()
         if run.deadline is not None and run.interrupted_at is None and now > run.deadline:
             log.info("cell ran past its timeout; interrupting the remote kernel")
