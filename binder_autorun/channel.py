@@ -100,6 +100,7 @@ class KernelChannel:
         # the reader thread probes with its own HTTP session (requests.Session is not thread-safe)
         self._prober = JupyterServer(server.info, timeout=connect_timeout)
         self.protocol: str | None = None
+        self._offer_v1 = True
         self.reconnects = 0
         self.last_activity = time.monotonic()
         self._ws: websocket.WebSocket | None = None
@@ -144,17 +145,7 @@ class KernelChannel:
 
     def _open(self, timeout: float) -> websocket.WebSocket:
         try:
-            ws = websocket.create_connection(
-                self.url,
-                timeout=timeout,
-                header=[f"{k}: {v}" for k, v in self.server.info.headers.items()],
-                subprotocols=[wire.V1_PROTOCOL],
-                skip_utf8_validation=True,  # pure-Python UTF-8 checks cost seconds on big outputs
-                enable_multithread=True,
-                sockopt=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                suppress_origin=True,
-                class_=_StampedWebSocket,
-            )
+            ws = self._handshake(timeout)
         except websocket.WebSocketBadStatusException as exc:
             if exc.status_code in (401, 403):
                 raise AuthError(
@@ -171,6 +162,33 @@ class KernelChannel:
         self.protocol = ws.getsubprotocol()
         log.debug("kernel websocket open (protocol %s)", self.protocol or "legacy")
         return ws
+
+    def _handshake(self, timeout: float) -> websocket.WebSocket:
+        """Open the websocket offering the v1 protocol; fall back to the legacy one.
+
+        websocket-client rejects a server that picks no subprotocol, which is
+        how a server that only speaks the legacy JSON protocol answers.
+        """
+        options: dict[str, Any] = {
+            "timeout": timeout,
+            "header": [f"{k}: {v}" for k, v in self.server.info.headers.items()],
+            "skip_utf8_validation": True,  # pure-Python UTF-8 checks cost seconds on big outputs
+            "enable_multithread": True,
+            "sockopt": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            "suppress_origin": True,
+            "class_": _StampedWebSocket,
+        }
+        if self._offer_v1:
+            try:
+                return websocket.create_connection(self.url, subprotocols=[wire.V1_PROTOCOL], **options)
+            except websocket.WebSocketBadStatusException:
+                raise
+            except websocket.WebSocketException as exc:
+                if "Invalid WebSocket Header" not in str(exc):
+                    raise
+                log.info("the server did not take the v1 kernel protocol; using the legacy one")
+                self._offer_v1 = False
+        return websocket.create_connection(self.url, **options)
 
     def close(self) -> None:
         """Close for good; waiting requests get a ConnectionLost."""

@@ -260,7 +260,7 @@ def show_remote_error(shell: InteractiveShell, etype: type, value: BaseException
     """
     assert isinstance(value, RemoteError)
     if value.shown:
-        shell._last_traceback = value.traceback  # what ipykernel puts in the execute_reply
+        shell._last_traceback = value.traceback  # type: ignore[attr-defined]  # ipykernel's execute_reply takes it
     else:
         shell._showtraceback(etype, value, value.traceback)
     return []

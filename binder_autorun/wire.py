@@ -109,9 +109,9 @@ def decode(frame: bytes | str, protocol: str | None) -> Message:
         }
     # legacy binary message: u32be count, u32be offsets, JSON, buffers
     (count,) = struct.unpack_from("!I", view, 0)
-    offsets = list(struct.unpack_from(f"!{count}I", view, 4)) + [len(view)]
-    msg = _loads(view[offsets[0] : offsets[1]])
-    msg["buffers"] = [view[offsets[i] : offsets[i + 1]] for i in range(1, count)]
+    bounds = [*struct.unpack_from(f"!{count}I", view, 4), len(view)]
+    msg = _loads(view[bounds[0] : bounds[1]])
+    msg["buffers"] = [view[bounds[i] : bounds[i + 1]] for i in range(1, count)]
     return msg
 
 

@@ -1,0 +1,90 @@
+"""Message framing, checked against jupyter_server's own (de)serializers, and both
+protocols end to end against a real server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_binary_message,
+    serialize_msg_to_ws_v1,
+)
+
+from binder_autorun import wire
+from binder_autorun.launch import LocalServer
+from binder_autorun.server import JupyterServer
+from binder_autorun.session import KernelSession
+
+from .conftest import BASE_URL
+
+
+def test_v1_frames_are_what_the_server_reads() -> None:
+    msg = wire.make_message("execute_request", {"code": "print('é ✓')"}, "session-1", metadata={"m": 1})
+    msg["buffers"] = [b"\x00\x01binary"]
+    channel, parts = deserialize_msg_from_ws_v1(wire.encode(msg, wire.V1_PROTOCOL))
+    assert channel == "shell"
+    assert [json.loads(part) for part in parts[:4]] == [msg["header"], msg["parent_header"], msg["metadata"], msg["content"]]
+    assert parts[4:] == [b"\x00\x01binary"]
+
+
+def test_v1_frames_the_server_writes_are_read() -> None:
+    parts = [json.dumps(x).encode() for x in ({"msg_type": "stream", "msg_id": "a"}, {"msg_id": "p"}, {}, {"text": "日本"})]
+    frame = serialize_msg_to_ws_v1([*parts, b"buf"], "iopub")
+    msg = wire.decode(frame, wire.V1_PROTOCOL)
+    assert msg["channel"] == "iopub" and wire.msg_type(msg) == "stream" and wire.parent_id(msg) == "p"
+    assert msg["content"] == {"text": "日本"} and [bytes(b) for b in msg["buffers"]] == [b"buf"]
+
+
+def test_legacy_text_and_binary_messages() -> None:
+    msg = wire.make_message("kernel_info_request", {}, "s")
+    assert json.loads(wire.encode(msg, None))["header"] == msg["header"]
+    with pytest.raises(ValueError):
+        wire.encode({**msg, "buffers": [b"x"]}, None)
+    server_side = {"channel": "iopub", "header": {"msg_type": "display_data", "msg_id": "m"}, "parent_header": {"msg_id": "q"},
+                   "metadata": {}, "content": {"data": {}}, "buffers": [b"one", b"two"]}
+    decoded = wire.decode(serialize_binary_message(dict(server_side)), None)
+    assert decoded["content"] == {"data": {}} and [bytes(b) for b in decoded["buffers"]] == [b"one", b"two"]
+    assert wire.decode(json.dumps({"channel": "shell", "header": {}}), None)["buffers"] == []
+
+
+@pytest.fixture
+def legacy_server(tmp_path: Path) -> Iterator[LocalServer]:
+    """A server that speaks only the legacy (JSON text) kernel websocket protocol."""
+    server = LocalServer(root_dir=tmp_path, base_url=BASE_URL, extra_args=["--ZMQChannelsWebsocketConnection.kernel_ws_protocol="])
+    server.start()
+    yield server
+    server.stop()
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.outputs: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+
+    def on_message(self, msg: wire.Message) -> None:
+        self.outputs.append((wire.msg_type(msg), msg["content"]))
+
+    def on_input(self, prompt: str, password: bool) -> str:
+        return "typed"
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("protocol", ["v1", "legacy"])
+def test_both_protocols_end_to_end(protocol: str, own_server: LocalServer, legacy_server: LocalServer) -> None:
+    server = own_server if protocol == "v1" else legacy_server
+    session = KernelSession.start(JupyterServer(server.info))
+    try:
+        assert session.channel.protocol == (wire.V1_PROTOCOL if protocol == "v1" else None)
+        sink = Collect()
+        reply = session.execute("print(input('q? ')); 6 * 7", sink, allow_stdin=True)
+        assert reply["status"] == "ok"
+        assert ("stream", {"name": "stdout", "text": "typed\n"}) in sink.outputs
+        assert [c["data"]["text/plain"] for kind, c in sink.outputs if kind == "execute_result"] == ["42"]
+    finally:
+        session.shutdown()
