@@ -226,7 +226,7 @@ class KernelChannel:
 
     def request(self, msg: wire.Message, inbox: Inbox | None = None) -> Inbox:
         """Send ``msg``; every message it causes goes to ``inbox`` (a new one by default)."""
-        inbox = inbox or Inbox()
+        inbox = Inbox() if inbox is None else inbox
         with self._lock:
             if self._lost is not None:
                 raise self._lost
