@@ -31,6 +31,9 @@ from .session import KernelSession
 log = logging.getLogger(__name__)
 
 
+#: where the token comes from when no cell should hold it (the CLI hands it to its kernel here too)
+TOKEN_ENV = "BINDER_AUTORUN_TOKEN"
+
 #: MyBinder culls kernels idle for about this long (seconds)
 BINDER_IDLE_CULL = 600
 
@@ -98,7 +101,7 @@ class BinderAutorun(Configurable):
 
     @default("token")
     def _token_default(self) -> str:
-        return os.environ.get("BINDER_AUTORUN_TOKEN", "")
+        return os.environ.get(TOKEN_ENV, "")
 
     @default("binderhub")
     def _binderhub_default(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import nbformat
 from traitlets import Float, Unicode
 
+from .autorun import TOKEN_ENV
 from .errors import BinderAutorunError
 from .launch import Target, default_binderhub, launch
 from .server import ServerInfo
@@ -32,8 +33,6 @@ except ImportError:  # pragma: no cover - the CLI needs the [cli] extra
     CellExecutionError = Exception  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
-
-TOKEN_ENV = "BINDER_AUTORUN_TOKEN"
 
 
 class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
