@@ -34,6 +34,11 @@ setup(
             "pytest>=7",
             "pytest-timeout>=2.1",
             "pexpect>=4.8",
+            # tests/browser: real JupyterLab + ipywidgets in Debian's chromium
+            # (install with PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; no browser download)
+            "jupyterlab>=4.1",
+            "ipywidgets>=8.1",
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["binder-autorun=binder_autorun.cli:main"]},
