@@ -11,6 +11,12 @@ Why ``TCP_QUICKACK`` before every read: tornado does not set ``TCP_NODELAY``
 on kernel websockets, so a naive client pays Nagle + delayed-ACK (~40 ms) per
 message burst. Re-arming QUICKACK makes the client ACK at once.
 
+Whatever belongs to no waiting request (output a cell's thread prints after the
+cell ended, comm traffic, the server's kernel-status broadcasts, the loss of the
+connection) leaves through one ordered outlet, :attr:`KernelChannel.on_unsolicited`,
+which the bridge (``bridge.py``) consumes; a request that finishes hands what is
+left in its inbox to the outlet, so nothing falls between the two.
+
 When the socket drops, the reader reconnects with the same ``session_id``; the
 server replays what it buffered meanwhile, so a running cell loses nothing.
 If the server or kernel is gone, every waiting request gets a
@@ -97,6 +103,9 @@ class KernelChannel:
         self.ping_after = ping_after
         self.pong_timeout = pong_timeout
         self.on_kernel_status = on_kernel_status
+        #: called (on the reader thread, under the routing lock: keep it quick) with every
+        #: message no request waits for, and with the ConnectionLost that ends the channel
+        self.on_unsolicited: Callable[[Event], None] | None = None
         # the reader thread probes with its own HTTP session (requests.Session is not thread-safe)
         self._prober = JupyterServer(server.info, timeout=connect_timeout)
         self.protocol: str | None = None
@@ -239,9 +248,14 @@ class KernelChannel:
         return inbox
 
     def forget(self, msg_id: str) -> None:
-        """Stop routing messages of a finished request."""
+        """Stop routing messages of a finished request; what it left unread (output that
+        came after its end) goes to the outlet, ahead of anything the reader sends there next."""
         with self._lock:
-            self._inboxes.pop(msg_id, None)
+            inbox = self._inboxes.pop(msg_id, None)
+            while inbox is not None and not inbox.empty():
+                event = inbox.get_nowait()
+                if isinstance(event, dict):
+                    self._unsolicited(event)
 
     # -- liveness -----------------------------------------------------------
 
@@ -306,6 +320,8 @@ class KernelChannel:
             )
             log.info("%s", self._lost)
             self._notify_all(self._lost)
+            with self._lock:
+                self._unsolicited(self._lost)
             self._connected.set()  # wake senders so they see the loss
 
     def _read_until_closed(self) -> None:
@@ -338,19 +354,24 @@ class KernelChannel:
 
     def _dispatch(self, msg: wire.Message) -> None:
         parent = wire.parent_id(msg)
-        with self._lock:
+        with self._lock:  # held while queueing, so forget() cannot slip between lookup and put
             inbox = self._inboxes.get(parent) if parent else None
-        if inbox is not None:
-            msg_id = (msg.get("header") or {}).get("msg_id", "")
-            if msg_id in inbox.seen:
-                return  # replayed after a reconnect
-            inbox.seen.add(msg_id)
-            inbox.put(msg)
-            return
+            if inbox is not None:
+                msg_id = (msg.get("header") or {}).get("msg_id", "")
+                if msg_id not in inbox.seen:  # else: replayed after a reconnect
+                    inbox.seen.add(msg_id)
+                    inbox.put(msg)
+                return
+            self._unsolicited(msg)
         if wire.msg_type(msg) == "status" and not parent:
             state = (msg.get("content") or {}).get("execution_state", "")
             if state in ("restarting", "dead"):
                 self._kernel_died(state)
+
+    def _unsolicited(self, event: Event) -> None:
+        outlet = self.on_unsolicited
+        if outlet is not None:
+            outlet(event)
 
     def _kernel_died(self, state: str) -> None:
         log.info("the server reports the remote kernel %s", state)

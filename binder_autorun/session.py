@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,18 @@ class OutputSink(Protocol):
         """All messages received so far were handed over: make them visible now."""
 
 
+class AsideSink(OutputSink, Protocol):
+    """A sink that can also show messages from another thread.
+
+    While the user answers a remote ``input()`` the main thread waits at the
+    prompt, and the remote's output must keep flowing (a background thread's
+    print, a progress bar): a helper thread shows it through :meth:`publish_aside`.
+    """
+
+    def publish_aside(self, msg: wire.Message) -> None:
+        """Show ``msg`` now, from a thread other than the one handling the request."""
+
+
 @contextmanager
 def _interrupts_held() -> Iterator[None]:
     """Hold SIGINT until the block is done, then raise it (main thread only)."""
@@ -64,9 +77,54 @@ def _interrupts_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+#: put in an inbox to stop the input pump; whoever reads the inbox after it skips it
+_STOP_PUMP = object()
+
+
+class _InputPump(threading.Thread):
+    """Shows a request's output while the main thread waits for the user's answer.
+
+    It stops at the first message that is not plain output (a status, a reply,
+    another input request) and holds it, so the main thread goes on in order.
+    """
+
+    def __init__(self, inbox: Inbox, run: _Run, publish: Any) -> None:
+        super().__init__(name="binder-autorun-input-pump", daemon=True)
+        self.inbox, self.run_state, self.publish = inbox, run, publish
+
+    def run(self) -> None:
+        while True:
+            event = self.inbox.get()
+            if event is _STOP_PUMP:
+                return
+            if isinstance(event, dict) and wire.parent_id(event) in self.run_state.barriers:
+                continue
+            if (
+                isinstance(event, dict)
+                and event.get("channel") == "iopub"
+                and wire.parent_id(event) == self.run_state.msg_id
+                and wire.msg_type(event) in _OUTPUT_TYPES
+            ):
+                try:
+                    self.publish(event)
+                except Exception:  # showing one message must not stop the others
+                    log.warning("could not show a remote message while waiting for input", exc_info=True)
+                continue
+            self.run_state.held.append(event)
+            return
+
+    def stop(self) -> None:
+        self.inbox.put(_STOP_PUMP)
+        self.join()
+
+
+#: iopub messages that are output (shown where the request's output goes)
+_OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "clear_output", "error"})
+
+
 @dataclass
 class _Run:
-    """The state of one execute request while its messages come in."""
+    """The state of one request (execute, or a forwarded frontend message) while its messages come in."""
 
     msg_id: str
     timeout: float | None
@@ -76,6 +134,10 @@ class _Run:
     timed_out: bool = False
     #: kernel_info requests sent after reconnects (queued behind our execute)
     probes: set[str] = field(default_factory=set)
+    #: control requests whose IOPub status marks "all output before this point has arrived"
+    barriers: set[str] = field(default_factory=set)
+    #: messages taken from the inbox by the input pump but left for the main thread
+    held: deque[Any] = field(default_factory=deque)
     probe_answered: float | None = None
     started: float = field(default_factory=time.monotonic)
     heard: float = field(default_factory=time.monotonic)
@@ -320,18 +382,37 @@ class KernelSession:
         allow_stdin: bool = False,
         stop_on_error: bool = True,
         timeout: float | None = None,
+        msg_id: str | None = None,
+        user_expressions: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Run ``code`` remotely; stream its messages to ``sink``; return the execute_reply content.
 
         Finishes when both the reply and the request's ``idle`` status have
         arrived (outputs may follow the reply). A local KeyboardInterrupt
         interrupts the remote kernel and keeps collecting until it answers; a
-        second one stops waiting.
+        second one stops waiting. ``msg_id`` reuses the local request's id (see
+        :func:`wire.make_message`).
         """
         self._check_usable()
-        msg = self._execute_request(code, silent, store_history, allow_stdin, stop_on_error)
+        msg = self._execute_request(code, silent, store_history, allow_stdin, stop_on_error, msg_id, user_expressions)
+        reply = self._collect(msg, sink, timeout)
+        if store_history and not silent and reply.get("execution_count"):
+            self.execution_count = int(reply["execution_count"])
+        return reply
+
+    def forward(self, msg: wire.Message, sink: OutputSink | None = None, expect_reply: bool = False) -> dict[str, Any]:
+        """Send a frontend's message (a comm message, say) and hand what it causes to ``sink``
+        until the kernel is idle again, as a native kernel is busy while it handles it.
+
+        Returns the reply's content if ``expect_reply`` (else an empty dict).
+        """
+        self._check_usable()
+        return self._collect(msg, sink, None, expect_reply)
+
+    def _collect(self, msg: wire.Message, sink: OutputSink | None, timeout: float | None, expect_reply: bool = True) -> dict[str, Any]:
+        """Send ``msg``; hand its messages to ``sink`` until its reply (if expected) and idle are in."""
         inbox = self.channel.request(msg)
-        run = _Run(str(msg["header"]["msg_id"]), timeout)
+        run = _Run(str(msg["header"]["msg_id"]), timeout, reply=None if expect_reply else {})
         try:
             while not run.finished:
                 try:
@@ -351,8 +432,6 @@ class KernelSession:
         assert reply is not None
         if run.timed_out:
             reply["timed_out"] = True
-        if store_history and not silent and reply.get("execution_count"):
-            self.execution_count = int(reply["execution_count"])
         return reply
 
     def _step(self, run: _Run, inbox: Inbox, sink: OutputSink | None) -> None:
@@ -362,7 +441,7 @@ class KernelSession:
         (which would lose it): during handling it is held and raised after —
         except while the user answers ``input()``, which Ctrl-C must cancel.
         """
-        event = self._next(inbox, run.give_up_after())
+        event = run.held.popleft() if run.held else self._next(inbox, run.give_up_after())
         if isinstance(event, dict) and event.get("channel") == "stdin":
             self._handle(run, inbox, sink, event)
             return
@@ -382,15 +461,19 @@ class KernelSession:
         if event is None:
             self._on_quiet(run, now)
             return
+        if isinstance(event, BinderAutorunError):
+            raise event  # held by the input pump
         run.heard = now
         channel, kind, parent = event["channel"], wire.msg_type(event), wire.parent_id(event)
         if parent in run.probes:
             if channel == "shell":
                 run.probe_answered = now
-        elif channel == "shell" and kind == "execute_reply":
+        elif parent in run.barriers:
+            pass
+        elif channel == "shell" and kind.endswith("_reply"):
             run.reply = dict(event["content"])
         elif channel == "stdin" and kind == "input_request":
-            self._answer_input(event, sink)
+            self._answer_input(run, inbox, sink, event)
         elif channel == "iopub":
             if kind == "status":
                 run.idle = event["content"].get("execution_state") == "idle"
@@ -460,14 +543,23 @@ class KernelSession:
             return None
         if isinstance(event, BinderAutorunError):
             raise event
+        if event is _STOP_PUMP:
+            return None
         return event
 
     def _execute_request(
-        self, code: str, silent: bool = False, store_history: bool = True, allow_stdin: bool = False, stop_on_error: bool = True
+        self,
+        code: str,
+        silent: bool = False,
+        store_history: bool = True,
+        allow_stdin: bool = False,
+        stop_on_error: bool = True,
+        msg_id: str | None = None,
+        user_expressions: dict[str, str] | None = None,
     ) -> wire.Message:
-        content = {"code": code, "silent": silent, "store_history": store_history, "user_expressions": {},
+        content = {"code": code, "silent": silent, "store_history": store_history, "user_expressions": user_expressions or {},
                    "allow_stdin": allow_stdin, "stop_on_error": stop_on_error}
-        return wire.make_message("execute_request", content, self.channel.session_id)
+        return wire.make_message("execute_request", content, self.channel.session_id, msg_id=msg_id)
 
     def _probe(self, inbox: Inbox) -> str:
         """Ask kernel_info into ``inbox``: the kernel answers shell requests in order, so
@@ -476,10 +568,54 @@ class KernelSession:
         self.channel.request(msg, inbox)
         return str(msg["header"]["msg_id"])
 
-    def _answer_input(self, request: wire.Message, sink: OutputSink | None) -> None:
+    def _answer_input(self, run: _Run, inbox: Inbox, sink: OutputSink | None, request: wire.Message) -> None:
+        """Ask the local user, with what the remote wrote before asking on screen first,
+        and its later output flowing while the user types."""
         content = request["content"]
-        value = sink.on_input(str(content.get("prompt", "")), bool(content.get("password"))) if sink else None
+        if sink is not None:
+            # ipykernel answers a control request with a status on IOPub; give other kernels less time
+            self._catch_up(run, inbox, sink, timeout=2.0 if self.implementation == "ipython" else 0.3)
+            sink.flush()
+        publish = getattr(sink, "publish_aside", None)
+        pump = _InputPump(inbox, run, publish) if publish is not None else None
+        if pump is not None:
+            pump.start()
+        try:
+            value = sink.on_input(str(content.get("prompt", "")), bool(content.get("password"))) if sink else None
+        finally:
+            if pump is not None:
+                pump.stop()
         if value is None:
             value = "\x04"  # the remote raises EOFError instead of waiting forever
         reply = wire.make_message("input_reply", {"value": value}, self.channel.session_id, channel="stdin", parent=request)
         self.channel.send(reply)
+
+    def _catch_up(self, run: _Run, inbox: Inbox, sink: OutputSink, timeout: float = 2.0) -> None:
+        """Take in the output the remote sent before an input request.
+
+        The server may deliver the input request (stdin) before output printed
+        just before it (iopub). A control-channel request is a barrier: the
+        kernel publishes its status on IOPub behind that output, so once the
+        status is in, so is everything written before the prompt.
+        """
+        barrier = wire.make_message("kernel_info_request", {}, self.channel.session_id, channel="control")
+        barrier_id = str(barrier["header"]["msg_id"])
+        run.barriers.add(barrier_id)
+        try:
+            self.channel.request(barrier, inbox)
+        except BinderAutorunError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = self._next(inbox, tick=max(0.01, deadline - time.monotonic()))
+            if isinstance(event, dict) and wire.parent_id(event) == barrier_id:
+                if event["channel"] == "iopub" and wire.msg_type(event) == "status":
+                    return
+                continue
+            if isinstance(event, dict) and event["channel"] != "iopub":
+                run.held.append(event)  # not output: the main loop takes it after the prompt
+                continue
+            if event is not None:
+                with _interrupts_held():
+                    self._handle(run, inbox, sink, event)
+        log.info("the kernel did not answer the output barrier within %.0f s; asking anyway", timeout)

@@ -39,12 +39,19 @@ def make_message(
     parent: Message | None = None,
     metadata: dict[str, Any] | None = None,
     username: str = "binder_autorun",
+    msg_id: str | None = None,
+    buffers: list[Any] | None = None,
 ) -> Message:
-    """A complete kernel message ready to :func:`encode`."""
+    """A complete kernel message ready to :func:`encode`.
+
+    ``msg_id`` reuses the id of the local request this one stands for, so the
+    remote's replies (and the ids it stores, e.g. an Output widget's ``msg_id``)
+    name a request the local frontend knows.
+    """
     return {
         "channel": channel,
         "header": {
-            "msg_id": new_id(),
+            "msg_id": msg_id or new_id(),
             "msg_type": msg_type,
             "username": username,
             "session": session,
@@ -54,7 +61,7 @@ def make_message(
         "parent_header": (parent or {}).get("header", {}),
         "metadata": metadata or {},
         "content": content,
-        "buffers": [],
+        "buffers": list(buffers or []),
     }
 
 
@@ -68,11 +75,18 @@ def _loads(part: memoryview) -> Any:
 
 
 def encode(msg: Message, protocol: str | None) -> bytes | str:
-    """Encode for sending: bytes for the v1 protocol, str for the legacy one."""
+    """Encode for sending: bytes for the v1 protocol, str for the legacy one
+    (bytes too for a legacy message with buffers)."""
     if protocol != V1_PROTOCOL:
-        if msg.get("buffers"):
-            raise ValueError("sending binary buffers needs the v1 kernel websocket protocol")
-        return json.dumps({k: v for k, v in msg.items() if k != "buffers"}, ensure_ascii=False)
+        body = {k: v for k, v in msg.items() if k != "buffers"}
+        if not msg.get("buffers"):
+            return json.dumps(body, ensure_ascii=False)
+        # legacy binary message: u32be count, u32be offsets, the JSON, then the buffers
+        legacy_parts = [_dumps(body), *(bytes(b) for b in msg["buffers"])]
+        legacy_offsets = [4 * (len(legacy_parts) + 1)]
+        for part in legacy_parts[:-1]:
+            legacy_offsets.append(legacy_offsets[-1] + len(part))
+        return b"".join([struct.pack(f"!{len(legacy_parts) + 1}I", len(legacy_parts), *legacy_offsets), *legacy_parts])
     parts = [
         msg["channel"].encode("utf-8"),
         _dumps(msg["header"]),
