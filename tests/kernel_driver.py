@@ -65,11 +65,14 @@ class LocalKernel:
         timeout: float = 30,
         interrupt_after: float | None = None,
         silent: bool = False,
+        user_expressions: dict[str, str] | None = None,
     ) -> Result:
         """Run a cell; answer input requests from ``answers``; never wait past ``timeout``."""
         answers = list(answers or [])
         started = time.monotonic()
-        msg_id = self.kc.execute(code, allow_stdin=bool(answers) if allow_stdin is None else allow_stdin, silent=silent)
+        msg_id = self.kc.execute(
+            code, allow_stdin=bool(answers) if allow_stdin is None else allow_stdin, silent=silent, user_expressions=user_expressions
+        )
         result = Result(reply={})
         idle = False
         interrupted = False
