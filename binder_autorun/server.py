@@ -7,10 +7,9 @@ URLs, reprs, log records and error messages.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
@@ -24,12 +23,19 @@ GONE_STATUSES = frozenset({404, 410, 424, 502, 503})
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """Where a Jupyter server lives: its URL (with base_url) and its token."""
+    """Where a Jupyter server lives: its URL (with base_url) and its token.
+
+    A URL pasted as Jupyter prints it (``http://host:8888/lab?token=abc``) works:
+    without an explicit ``token`` the URL's is used, and the stored ``url`` never
+    holds it (it is shown in messages and statuses).
+    """
 
     url: str
     token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
+        if not self.token:
+            object.__setattr__(self, "token", token_in_url(self.url))
         object.__setattr__(self, "url", normalize_url(self.url))
 
     @property
@@ -44,12 +50,36 @@ class ServerInfo:
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
 
-#: what follows the base_url in a pasted browser URL: /lab, /tree/x.ipynb, ...
-_UI_TAIL = re.compile(r"/(?:lab|tree|notebooks|doc|edit|voila)(?:/.*)?$")
+#: first path segments of a frontend page after the base_url (what a browser's address bar shows):
+#: JupyterLab, Notebook 7 and classic, RetroLab, Voila, server pages, the API itself
+UI_SEGMENTS = frozenset({
+    "lab", "tree", "notebooks", "edit", "doc", "view", "voila", "apps", "retro", "consoles",
+    "terminals", "login", "logout", "files", "nbconvert", "api", "static", "custom",
+})
+
+
+def token_in_url(url: str) -> str:
+    """The ``token`` query parameter of a pasted URL ("" when it has none)."""
+    query = urlsplit(url.strip()).query
+    return next((value for key, value in parse_qsl(query) if key == "token"), "")
+
+
+def _base_path(path: str) -> str:
+    """``path`` up to (not including) its first frontend segment: ``/user/me/lab/tree/x`` -> ``/user/me/``.
+
+    The segment right after ``user`` is a user name (a user may be called ``lab``), never a page.
+    """
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        if segment in UI_SEGMENTS and index > 0 and not (index >= 2 and segments[index - 1] == "user"):
+            segments = segments[:index]
+            break
+    base = "/".join(segments)
+    return base if base.endswith("/") else base + "/"
 
 
 def normalize_url(url: str) -> str:
-    """Return ``scheme://host[:port]/base/`` without query, fragment or ``/lab`` tails."""
+    """Return ``scheme://host[:port]/base/`` without query (token), fragment or frontend path (``/lab``...)."""
     url = url.strip()
     if "://" not in url:
         url = "http://" + url
@@ -57,10 +87,7 @@ def normalize_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))  # never echo a query (token)
         raise ServerError(f"{shown!r} is not an http(s) server URL; give one like https://host/user/name/.")
-    path = _UI_TAIL.sub("", parts.path or "/")
-    if not path.endswith("/"):
-        path += "/"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, _base_path(parts.path or "/"), "", ""))
 
 
 class JupyterServer:

@@ -55,7 +55,12 @@ class LocalServer:
     ``ws_ping_interval``/``ws_ping_timeout`` (seconds) tune the kernel
     websocket pings, which tests shorten to exercise idle connections.
     ``limit_rate=False`` lifts the server's IOPub rate limits (a private
-    server should pass output through like a native kernel does).
+    server should pass output through like a native kernel does). ``env``
+    adds environment variables for the server and its kernels (e.g.
+    ``JUPYTER_PATH`` for extra kernel specs).
+
+    A start that fails or is interrupted (Ctrl-C) stops the process it began:
+    nothing is left behind.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class LocalServer:
         extra_args: list[str] | None = None,
         startup_timeout: float = 60.0,
         limit_rate: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root_dir = Path(root_dir or os.getcwd()).resolve()
         self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
@@ -75,6 +81,7 @@ class LocalServer:
         self.extra_args = list(extra_args or [])
         self.startup_timeout = startup_timeout
         self.limit_rate = limit_rate
+        self.env = dict(env or {})
         self.port = 0
         self.token = secrets.token_hex(24)
         self.process: subprocess.Popen[bytes] | None = None
@@ -124,7 +131,11 @@ class LocalServer:
         return args + self.extra_args
 
     def start(self) -> ServerInfo:
-        """Start the server and wait until its API answers; return where it is."""
+        """Start the server and wait until its API answers; return where it is.
+
+        Any failure or interrupt on the way stops the process again (an
+        interrupted ``%binder_on --local`` must not leave a server running).
+        """
         try:
             import jupyter_server  # noqa: F401
         except ImportError:
@@ -132,22 +143,27 @@ class LocalServer:
                 "--local needs jupyter_server, which is not installed; run: pip install 'binder_autorun[local]'."
             ) from None
         self.port = free_port()
-        env = dict(os.environ, JUPYTER_TOKEN=self.token)
-        self._log_file = tempfile.NamedTemporaryFile(prefix="binder-autorun-server-", suffix=".log")
-        log.info("starting a local jupyter_server at %s in %s", self.url, self.root_dir)
-        self.process = subprocess.Popen(
-            self.command(),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=self.root_dir,
-            start_new_session=True,  # its own process group: stop/kill it as a whole
-            # the death signal follows the starting *thread*: only tie it to a main thread
-            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
-        )
-        atexit.register(self.stop)
-        self._wait_ready()
+        env = dict(os.environ, **self.env, JUPYTER_TOKEN=self.token)
+        try:
+            self._log_file = tempfile.NamedTemporaryFile(prefix="binder-autorun-server-", suffix=".log")
+            log.info("starting a local jupyter_server at %s in %s", self.url, self.root_dir)
+            atexit.register(self.stop)
+            self.process = subprocess.Popen(
+                self.command(),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.root_dir,
+                start_new_session=True,  # its own process group: stop/kill it as a whole
+                # the death signal follows the starting *thread*: only tie it to a main thread
+                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
+            )
+            self._wait_ready()
+        except BaseException:
+            log.info("the local jupyter_server did not come up (failed or interrupted); stopping it")
+            self.stop()
+            raise
         return self.info
 
     def _wait_ready(self) -> None:
@@ -161,7 +177,6 @@ class LocalServer:
             except requests.RequestException:
                 pass
             time.sleep(0.05)
-        self.stop()
         raise LaunchError(f"The local jupyter_server did not answer within {self.startup_timeout:g} s; its log says: {self.log_tail()}")
 
     def log_tail(self, lines: int = 5) -> str:
@@ -181,18 +196,21 @@ class LocalServer:
             self.process.wait()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (and its kernels); idempotent."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-            except ProcessLookupError:
-                pass
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        atexit.unregister(self.stop)
+        """Stop the server (and its kernels); idempotent. A Ctrl-C while waiting kills it."""
+        try:
+            if self.process is not None and self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+                except ProcessLookupError:
+                    pass
+                except BaseException:
+                    self.kill()
+                    raise
+        finally:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+            atexit.unregister(self.stop)
