@@ -31,6 +31,9 @@ KERNEL_ID_JS = """() => {
   return kernel ? kernel.id : null;
 }"""
 
+#: The outputs of cell ``index`` of the notebook on show, as nbformat JSON.
+OUTPUTS_JS = "(index) => window.jupyterapp.shell.currentWidget.content.widgets[index].model.outputs.toJSON()"
+
 #: Whether the notebook has unsaved changes.
 DIRTY_JS = "() => window.jupyterapp.shell.currentWidget.context.model.dirty"
 
@@ -194,9 +197,14 @@ class Notebook:
                                f"cell {index} output to match {regex.pattern!r}", timeout,
                                detail=lambda: self.output_text(index))
 
+    def outputs(self, index: int) -> list[dict[str, Any]]:
+        """The cell's outputs as the notebook model holds them (nbformat JSON)."""
+        return self.page.evaluate(OUTPUTS_JS, index)
+
     def errors(self, index: int) -> str:
-        """The text of the cell's error outputs (empty when none)."""
-        return "\n".join(self.cell(index).locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts())
+        """``ename: evalue`` of the cell's error outputs, one a line (empty when none;
+        stderr is not an error)."""
+        return "\n".join(f"{o['ename']}: {o['evalue']}" for o in self.outputs(index) if o["output_type"] == "error")
 
     # --- widgets -----------------------------------------------------------------------
 
