@@ -20,11 +20,15 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Bool, Float, Int, Unicode, default
 from traitlets.config import Configurable
 
+from . import wire
+from .assist import RemoteAssist
+from .bridge import Bridge
 from .errors import BinderAutorunError, ConnectionLost, NotConnected, RemoteError
+from .frontend import frontend_for
 from .launch import LocalServer, Target, default_binderhub, launch
 from .launch.saved import SavedServers
-from .mirror import DisplayMirror, ExecutionCounter, RemoteAssist, rewrite_history, show_remote_error
-from .router import make_transformer
+from .mirror import DisplayMirror, ExecutionCounter, rewrite_history, show_remote_error
+from .router import CellRouter
 from .server import JupyterServer, ServerInfo
 from .session import KernelSession
 
@@ -121,8 +125,10 @@ class BinderAutorun(Configurable):
         self.replayable: list[str] = []
         self.build_log: list[str] = []
         self.counter = ExecutionCounter(shell)
-        self.assist = RemoteAssist(shell, self._live_session)
-        self._transformer = make_transformer(lambda: self.active)
+        #: late output and comms: lives as long as the extension, so remote widgets stay live after %binder_off
+        self.bridge = Bridge(frontend_for(shell), lambda: self.active, kernel=getattr(shell, "kernel", None))
+        self.router = CellRouter(lambda: self.active)
+        self.assist = RemoteAssist(shell, self._live_session, self.router)
         self._saved_custom_exc: tuple[tuple[type, ...], Any] | None = None
         atexit.register(self.shutdown)
 
@@ -133,9 +139,8 @@ class BinderAutorun(Configurable):
 
     def install(self) -> None:
         """Register the cell router and the remote-error display."""
-        cleanup = self.shell.input_transformers_cleanup
-        if self._transformer not in cleanup:
-            cleanup.insert(0, self._transformer)
+        self.router.install(self.shell)
+        self.bridge.install()
         if self._saved_custom_exc is None:
             previous = (tuple(self.shell.custom_exceptions), self.shell.CustomTB)
             self._saved_custom_exc = previous
@@ -150,8 +155,8 @@ class BinderAutorun(Configurable):
     def uninstall(self) -> None:
         """Undo :meth:`install`: local cells again, IPython's own error display."""
         self.deactivate()
-        if self._transformer in self.shell.input_transformers_cleanup:
-            self.shell.input_transformers_cleanup.remove(self._transformer)
+        self.bridge.uninstall()
+        self.router.uninstall(self.shell)
         if self._saved_custom_exc is not None:
             self.shell.custom_exceptions, self.shell.CustomTB = self._saved_custom_exc
             self._saved_custom_exc = None
@@ -222,6 +227,7 @@ class BinderAutorun(Configurable):
 
     def restart(self) -> None:
         """Restart the remote kernel: its state is lost, the connection stays."""
+        self.bridge.close_remote_comms()  # a native restart closes the kernel's widgets too
         self._live_session().restart()
         self.ran = []
         self._align_counts_at_connect()
@@ -254,9 +260,11 @@ class BinderAutorun(Configurable):
         previous = self.session
         if previous is not None and previous.kernel_id == session.kernel_id and previous.server.url == session.server.url:
             session.owns_kernel = previous.owns_kernel
-            previous.close()  # the same kernel: keep it
+            self.bridge.attach(session)  # the same kernel: its widgets on the page stay
+            previous.close()
         else:
             self._forget_session()
+            self.bridge.attach(session, adopt=not session.owns_kernel)
         target.options["kernel_name"] = kernel_name
         self.session, self.target, self.ran = session, target, []
         if target.reattachable:
@@ -331,12 +339,14 @@ class BinderAutorun(Configurable):
         self.deactivate()
         keep = self.target is not None and self.target.reattachable and self.saved.get(self.target.key)
         if self.session is not None:
+            self.bridge.detach(self.session)
             self.session.close() if keep else self.session.shutdown()
             self.session = None
         self._stop_local_server()
 
     def _forget_session(self) -> None:
         if self.session is not None:
+            self.bridge.detach(self.session)
             self.session.shutdown()
             self.session = None
 
@@ -377,16 +387,29 @@ class BinderAutorun(Configurable):
         if store_history:
             rewrite_history(self.shell, line, source)
             session.set_execution_count(line)
-        mirror = DisplayMirror(self.shell, self.counter, track_count=store_history)
+        parent = self._local_request()
+        self.bridge.remember(parent)  # what the remote sends after the cell ends still lands under it
+        mirror = DisplayMirror(self.shell, self.counter, track_count=store_history, bridge=self.bridge)
         reply = session.execute(
             source, mirror, silent=silent, store_history=store_history, allow_stdin=mirror.allow_stdin,
-            timeout=self.cell_timeout or None,
+            timeout=self.cell_timeout or None, msg_id=str(parent["header"]["msg_id"]),
+            user_expressions=self.assist.requested_expressions(),
         )
+        self.assist.remember(reply)
         if reply.get("timed_out"):
             _notice(f"the cell ran longer than {self.cell_timeout:g} s and was interrupted.")
         if reply.get("status") == "ok" and store_history:
             self.ran.append(source)
         mirror.finish(reply)
+
+    def _local_request(self) -> wire.Message:
+        """The local request running this cell, whose msg_id the remote request reuses: the
+        ids the remote keeps (an Output widget's ``msg_id``) then name a request the frontend knows."""
+        kernel = getattr(self.shell, "kernel", None)
+        parent = kernel.get_parent("shell") if kernel is not None else None
+        if isinstance(parent, dict) and (parent.get("header") or {}).get("msg_id"):
+            return parent
+        return {"header": {"msg_id": wire.new_id()}}  # a terminal: no frontend request to name
 
     # -- status ---------------------------------------------------------------
 

@@ -27,7 +27,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import clear_output, publish_display_data
 
 from . import wire
-from .errors import BinderAutorunError, RemoteError, remote_error, remote_error_class
+from .bridge import Bridge
+from .errors import RemoteError, remote_error, remote_error_class
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +145,20 @@ def rewrite_history(shell: InteractiveShell, line: int, source: str, raw: str | 
 
 
 class DisplayMirror:
-    """Re-publishes the messages of one remote cell through the local shell."""
+    """Re-publishes the messages of one remote cell through the local shell.
 
-    def __init__(self, shell: InteractiveShell, counter: ExecutionCounter | None = None, track_count: bool = True) -> None:
+    Comm messages, and output that arrives while the main thread waits at an
+    ``input()`` prompt, go through the ``bridge`` (it can send from any thread,
+    with the right parent).
+    """
+
+    def __init__(
+        self, shell: InteractiveShell, counter: ExecutionCounter | None = None, track_count: bool = True, bridge: Bridge | None = None
+    ) -> None:
         self.shell = shell
         self.counter = counter or ExecutionCounter(shell)
         self.track_count = track_count
+        self.bridge = bridge
         #: the remote ``error`` output already shown in this cell, if any
         self.shown_error: dict[str, Any] | None = None
         self._last_stream: Any = None
@@ -158,9 +167,20 @@ class DisplayMirror:
     # -- OutputSink ---------------------------------------------------------
 
     def on_message(self, msg: wire.Message) -> None:
-        handler = getattr(self, "_on_" + wire.msg_type(msg), None)
+        kind = wire.msg_type(msg)
+        if kind.startswith("comm_"):
+            if self.bridge is not None:
+                self.flush()  # in order with the text before it, as ipykernel's display publisher does
+                self.bridge.publish(msg)
+            return
+        handler = getattr(self, "_on_" + kind, None)
         if handler is not None:
             handler(msg["content"])
+
+    def publish_aside(self, msg: wire.Message) -> None:
+        """Show output that arrives while the main thread waits for the user's input."""
+        if self.bridge is not None:
+            self.bridge.publish(msg)
 
     def on_input(self, prompt: str, password: bool) -> str | None:
         try:
@@ -264,68 +284,3 @@ def show_remote_error(shell: InteractiveShell, etype: type, value: BaseException
     else:
         shell._showtraceback(etype, value, value.traceback)
     return []
-
-
-class RemoteAssist:
-    """Answers completion and inspection from the remote namespace while remote mode is on.
-
-    In ipykernel, ``complete_request``/``inspect_request`` are forwarded as they
-    are, so the frontend gets the remote kernel's own replies. In the terminal,
-    a completer matcher asks the remote kernel and suppresses local matches.
-    """
-
-    def __init__(self, shell: InteractiveShell, session_getter: Any) -> None:
-        self.shell = shell
-        self.session = session_getter
-        self.kernel = getattr(shell, "kernel", None)
-        self._matcher = self._make_matcher()
-
-    def install(self) -> None:
-        """Answer completion and inspection from the remote kernel."""
-        if self.kernel is not None:
-            self.kernel.do_complete = self.complete
-            self.kernel.do_inspect = self.inspect
-        elif self._matcher not in self.shell.Completer.custom_matchers:
-            self.shell.Completer.custom_matchers.insert(0, self._matcher)
-
-    def uninstall(self) -> None:
-        """Answer them locally again."""
-        if self.kernel is not None:
-            for name in ("do_complete", "do_inspect"):
-                self.kernel.__dict__.pop(name, None)
-        elif self._matcher in self.shell.Completer.custom_matchers:
-            self.shell.Completer.custom_matchers.remove(self._matcher)
-
-    def complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
-        """The remote kernel's complete_reply (empty if it cannot answer)."""
-        cursor = len(code) if cursor_pos is None else cursor_pos
-        try:
-            return self.session().complete(code, cursor)
-        except BinderAutorunError as exc:
-            log.info("remote completion failed: %s", exc)
-            return {"status": "ok", "matches": [], "cursor_start": cursor, "cursor_end": cursor, "metadata": {}}
-
-    def inspect(self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()) -> dict[str, Any]:
-        """The remote kernel's inspect_reply (not found if it cannot answer)."""
-        try:
-            return self.session().inspect(code, cursor_pos, detail_level)
-        except BinderAutorunError as exc:
-            log.info("remote inspection failed: %s", exc)
-            return {"status": "ok", "found": False, "data": {}, "metadata": {}}
-
-    def _make_matcher(self) -> Any:
-        from IPython.core.completer import SimpleCompletion, context_matcher
-
-        @context_matcher()  # type: ignore[untyped-decorator]
-        def remote_matcher(context: Any) -> dict[str, Any]:
-            lines = context.full_text.split("\n")
-            offset = sum(len(line) + 1 for line in lines[: context.cursor_line]) + context.cursor_position
-            reply = self.complete(context.full_text, offset)
-            start = int(reply.get("cursor_start", offset))
-            return {
-                "completions": [SimpleCompletion(text=match) for match in reply.get("matches", [])],
-                "suppress": True,
-                "matched_fragment": context.full_text[start:offset],
-            }
-
-        return remote_matcher

@@ -106,6 +106,7 @@ def run_native_on_server(cells: list[str], server: LocalServer, timeout: float =
             await client.kc.wait_for_ready(timeout=60)
             for index, cell in enumerate(run.nb.cells):
                 await client.async_execute_cell(cell, index)
+            client.set_widgets_metadata()  # as NotebookClient.execute() does at the end
         finally:
             client.kc.stop_channels()
 
