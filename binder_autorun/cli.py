@@ -236,6 +236,7 @@ class Progress:
     def start(self, cell: Any, cell_index: int, **_: Any) -> None:
         if cell.cell_type != "code":
             return
+        self.end_line("skipped")  # the previous cell never ran (empty, or tagged skip-execution)
         self.started = time.monotonic()
         self.done_cells += 1
         head = (cell.source.strip().splitlines() or [""])[0][:60]
