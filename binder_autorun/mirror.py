@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import getpass
 import logging
+import re
 import sys
 from typing import Any
 
@@ -184,6 +185,8 @@ class DisplayMirror:
 
     def on_input(self, prompt: str, password: bool) -> str | None:
         try:
+            if not password and DEBUGGER_PROMPT.match(prompt) and _terminal_prompt(self.shell) is not None:
+                return _debugger_line(self.shell, prompt)
             # look the functions up now: ipykernel swaps them per request
             return getpass.getpass(prompt) if password else builtins.input(prompt)
         except StdinNotImplementedError:
@@ -243,7 +246,7 @@ class DisplayMirror:
     def _on_error(self, content: dict[str, Any]) -> None:
         # shown now, in order; whether the cell fails is for the execute_reply to decide
         error = remote_error(content, shown=True)
-        self.shell._showtraceback(type(error), error, error.traceback)
+        self.shell._showtraceback(type(error), error, local_colors(self.shell, error.traceback))
         self.shown_error = content
 
     # -- the reply ------------------------------------------------------------
@@ -256,10 +259,23 @@ class DisplayMirror:
             return
         if reply.get("status") == "aborted":
             raise remote_error_class("ExecutionAborted")("the remote kernel aborted this cell after an earlier error", [])
-        shown = self.shown_error is not None and (
-            self.shown_error.get("ename"), self.shown_error.get("evalue")
-        ) == (reply.get("ename"), reply.get("evalue"))
-        raise remote_error(reply, shown=shown)
+        raise remote_error(reply, shown=self._already_shown(reply))
+
+    def _already_shown(self, reply: dict[str, Any]) -> bool:
+        """Whether the reply's error needs no output of its own.
+
+        It was shown if an ``error`` output carried it (the same name and value,
+        or the same traceback: a formatter that raised makes ipykernel fail the
+        reply as ``NoneType`` with the traceback it showed); a reply with no
+        traceback at all (a ``UsageError``) was shown as the stderr line natively.
+        """
+        if not reply.get("traceback"):
+            return True
+        shown = self.shown_error
+        if shown is None:
+            return False
+        same = (shown.get("ename"), shown.get("evalue")) == (reply.get("ename"), reply.get("evalue"))
+        return same or shown.get("traceback") == reply.get("traceback")
 
     def _on_payload(self, payload: dict[str, Any]) -> None:
         source = payload.get("source")
@@ -269,6 +285,40 @@ class DisplayMirror:
             self.shell.set_next_input(payload.get("text", ""), replace=bool(payload.get("replace", False)))
         elif source == "ask_exit":
             print("binder_autorun: the remote kernel was asked to exit; use %binder_off --shutdown to end the remote session.", file=sys.stderr)
+
+
+#: what pdb, ipdb and pdb++ ask with (a remote debugger's prompt)
+DEBUGGER_PROMPT = re.compile(r"^\s*(\(Pdb\+*\)|ipdb>)\s*$")
+
+
+def _terminal_prompt(shell: InteractiveShell) -> Any:
+    """The terminal's prompt_toolkit session, if this shell has one (not a kernel, not --simple-prompt)."""
+    return getattr(shell, "pt_app", None)
+
+
+def _debugger_line(shell: InteractiveShell, prompt: str) -> str:
+    """A remote debugger's prompt read as IPython's own debugger reads it in a terminal:
+    line editing, and the Up arrow recalling earlier debugger commands (shared with ``%debug``)."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.application import create_app_session
+    from prompt_toolkit.history import InMemoryHistory
+
+    history = getattr(shell, "debugger_history", None)
+    if history is None:
+        history = shell.debugger_history = InMemoryHistory()  # type: ignore[attr-defined]
+    session: PromptSession[str] = PromptSession(history=history, enable_history_search=True)
+    with create_app_session():
+        return session.prompt(prompt)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def local_colors(shell: InteractiveShell, traceback: list[str]) -> list[str]:
+    """A remote traceback as the local colour scheme shows it: without colours under ``nocolor``."""
+    if str(getattr(shell, "colors", "")).lower() != "nocolor":
+        return traceback
+    return [_ANSI.sub("", line) for line in traceback]
 
 
 def show_remote_error(shell: InteractiveShell, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
@@ -282,5 +332,5 @@ def show_remote_error(shell: InteractiveShell, etype: type, value: BaseException
     if value.shown:
         shell._last_traceback = value.traceback  # type: ignore[attr-defined]  # ipykernel's execute_reply takes it
     else:
-        shell._showtraceback(etype, value, value.traceback)
+        shell._showtraceback(etype, value, local_colors(shell, value.traceback))
     return []

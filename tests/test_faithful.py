@@ -61,6 +61,12 @@ CELLS = [
     "%who_ls int",
     "None",
     "print('last'); 3;",
+    # a formatter that raises: one error output beside the result, and ipykernel's own reply for it
+    "class BadHtml:\n    def _repr_html_(self):\n        raise ValueError('no html')\n"
+    "    def __repr__(self):\n        return 'BadHtml()'\nBadHtml()",
+    "display(BadHtml())",
+    "%nonexistent_magic",  # a UsageError: natively only its stderr line
+    "%%nonexistent_cell_magic\nx",
 ]
 
 

@@ -19,7 +19,6 @@ from binder_autorun.launch import LocalServer
 from .notebook import Notebook
 
 pytestmark = pytest.mark.browser
-bridge = pytest.mark.xfail(reason="bridge not landed", strict=False)
 
 OpenNotebook = Callable[[list[str]], Notebook]
 
@@ -60,7 +59,6 @@ def test_cells_run_remotely(open_notebook: OpenNotebook, remote: LocalServer) ->
     assert int(nb.run_cell(3)) == local_pid
 
 
-@bridge
 def test_slider_syncs_both_ways(open_notebook: OpenNotebook, remote: LocalServer) -> None:
     """A remote IntSlider renders with the remote's state; kernel→page and page→kernel
     updates arrive, and the remote's observe callback sees the page's change."""
@@ -86,7 +84,6 @@ def test_slider_syncs_both_ways(open_notebook: OpenNotebook, remote: LocalServer
     assert int(pid) != local_pid
 
 
-@bridge
 def test_button_and_output_widget(open_notebook: OpenNotebook, remote: LocalServer) -> None:
     """`with out: print()` in a cell and in a remote Button callback land in the Output widget."""
     nb = open_notebook(routed(
@@ -106,7 +103,6 @@ def test_button_and_output_widget(open_notebook: OpenNotebook, remote: LocalServ
     nb.wait_until(lambda: "clicked Go" in output.inner_text(), "the click's output in the Output widget", detail=output.inner_text)
 
 
-@bridge
 def test_interact_reruns_on_slider_move(open_notebook: OpenNotebook, remote: LocalServer) -> None:
     """`interact` shows f(5); moving its slider re-runs f remotely and updates the output."""
     nb = open_notebook(routed(
@@ -124,7 +120,6 @@ def test_interact_reruns_on_slider_move(open_notebook: OpenNotebook, remote: Loc
                   "f(6) replacing f(5)", detail=output.inner_text)
 
 
-@bridge
 def test_image_with_binary_buffer(open_notebook: OpenNotebook, remote: LocalServer) -> None:
     """An Image widget's value travels as a binary buffer; the page shows it as an <img>
     whose source decodes to an image of the right size."""
@@ -143,7 +138,6 @@ def test_image_with_binary_buffer(open_notebook: OpenNotebook, remote: LocalServ
     assert size == [37, 23]
 
 
-@bridge
 def test_local_widget_beside_remote(open_notebook: OpenNotebook, remote: LocalServer) -> None:
     """A %%local slider (the page's own kernel) and a remote slider both work."""
     nb = open_notebook(routed(
@@ -172,7 +166,6 @@ def test_local_widget_beside_remote(open_notebook: OpenNotebook, remote: LocalSe
     assert nb.run_cell(7) == "remote 21"
 
 
-@bridge
 def test_reload_restores_remote_widgets(open_notebook: OpenNotebook, remote: LocalServer) -> None:
     """After a page reload the remote slider shows the remote's current value and
     still syncs both ways."""
@@ -195,7 +188,6 @@ def test_reload_restores_remote_widgets(open_notebook: OpenNotebook, remote: Loc
     assert nb.run_cell(4) == "6"
 
 
-@bridge
 def test_remote_restart_disconnects_remote_widgets(open_notebook: OpenNotebook, remote: LocalServer) -> None:
     """%binder_restart leaves no live remote widget on the page (closed, or marked
     disconnected as after a native restart), and cells run on the new remote kernel."""
