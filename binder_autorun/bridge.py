@@ -51,10 +51,12 @@ class RemoteComm:
 
     primary = False
 
-    def __init__(self, bridge: Bridge, comm_id: str, target_name: str) -> None:
+    def __init__(self, bridge: Bridge, comm_id: str, target_name: str, opened_by: wire.Message | None = None) -> None:
         self.bridge = bridge
         self.comm_id = comm_id
         self.target_name = target_name
+        #: the local request under which it was opened (where to say that its kernel is gone)
+        self.opened_by = opened_by
         self._closed = False
 
     def __repr__(self) -> str:
@@ -187,7 +189,7 @@ class Bridge:
                 return
             content = msg.get("content") or {}
             if kind == "comm_open":
-                self._add_comm(str(content.get("comm_id", "")), str(content.get("target_name", "")))
+                self._add_comm(str(content.get("comm_id", "")), str(content.get("target_name", "")), self.parent_of(msg))
             elif kind == "comm_close":
                 self.drop_comm(str(content.get("comm_id", "")))
             # comm traffic of another client's request still belongs on this page
@@ -244,10 +246,10 @@ class Bridge:
             return []
         return [comm_id for comm_id, comm in list(manager.comms.items()) if isinstance(comm, RemoteComm)]
 
-    def _add_comm(self, comm_id: str, target_name: str) -> None:
+    def _add_comm(self, comm_id: str, target_name: str, opened_by: wire.Message | None = None) -> None:
         manager = self.comm_manager
         if manager is not None and comm_id and comm_id not in manager.comms:
-            manager.register_comm(RemoteComm(self, comm_id, target_name))
+            manager.register_comm(RemoteComm(self, comm_id, target_name, opened_by))
 
     def drop_comm(self, comm_id: str) -> None:
         """Forget a remote comm's stand-in (it was closed)."""
@@ -255,11 +257,21 @@ class Bridge:
         if manager is not None and isinstance(manager.comms.get(comm_id), RemoteComm):
             manager.comms.pop(comm_id, None)
 
-    def close_remote_comms(self) -> None:
-        """Close every remote comm on the page, as a native kernel restart or death does."""
+    def close_remote_comms(self, reason: str = "") -> None:
+        """Close every remote comm on the page, as a native kernel restart or death does;
+        with a ``reason``, say it once under each cell whose widgets went."""
+        manager = self.comm_manager
+        told: set[str] = set()
         for comm_id in self.remote_comms():
+            comm = manager.comms.get(comm_id)
             self.drop_comm(comm_id)
             self.frontend.send(_comm_close(comm_id), {"header": {}})
+            cell = getattr(comm, "opened_by", None)
+            cell_id = str((cell or {}).get("header", {}).get("msg_id", ""))
+            if reason and cell_id and cell_id not in told:
+                told.add(cell_id)
+                notice = {"header": {"msg_type": "stream"}, "content": {"name": "stderr", "text": f"binder_autorun: {reason}\n"}}
+                self.frontend.send(notice, cell)
 
     # -- the outlet -------------------------------------------------------------
 
@@ -279,7 +291,7 @@ class Bridge:
             return  # a session we left
         if isinstance(event, BinderAutorunError):
             log.info("remote session lost; closing its widgets on the page")
-            self.close_remote_comms()
+            self.close_remote_comms(f"this cell's widgets stopped: {event}")
             return
         if not isinstance(event, dict):
             return

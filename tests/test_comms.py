@@ -193,6 +193,11 @@ def test_a_widget_event_for_a_gone_server_says_so(own_server: LocalServer, tmp_p
         [opened] = _comm_opens(frontend, cell)
         own_server.stop()
         frontend.wait_for(lambda m: m["msg_type"] == "comm_close" and m["content"]["comm_id"] == opened["comm_id"], timeout=30)
+        # said once, under the cell whose widget stopped
+        [notice] = frontend.wait_for(lambda m: Frontend.parent(m) == cell and "widgets stopped" in m["content"].get("text", "")) and \
+            [m for m in frontend.of(cell, "stream") if "widgets stopped" in m["content"]["text"]]
+        assert notice["content"]["name"] == "stderr" and notice["content"]["text"].count("\n") == 1
+        assert "relaunch" in notice["content"]["text"]
         late = frontend.send("comm_msg", {"comm_id": opened["comm_id"], "data": {}})
         frontend.wait_idle(late, timeout=20)  # no hang: dropped (the comm is closed on the page)
         cell, reply = frontend.execute("1 + 1")
