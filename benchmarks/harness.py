@@ -354,6 +354,15 @@ class RawKernelWS:
 # A cuttable TCP proxy (thread-based socket forwarder)
 
 
+@dataclass
+class Conversation:
+    """What one operation cost on the proxied link (see :meth:`CuttableProxy.conversation`)."""
+
+    round_trips: int
+    connections: int
+    server_seconds: float
+
+
 class CuttableProxy:
     """Forwards 127.0.0.1:port -> 127.0.0.1:target_port; ``cut()`` closes every live connection.
 
@@ -363,7 +372,7 @@ class CuttableProxy:
     serialized behind each other; TCP handshakes themselves are not delayed).
 
     Every chunk is recorded as (time it reached the proxy, connection, from the client?, bytes):
-    :meth:`round_trips` counts the turns of a conversation from them.
+    :meth:`conversation` counts the turns of a conversation from them.
     """
 
     def __init__(self, target_port: int, delay: float = 0.0) -> None:
@@ -485,21 +494,24 @@ class CuttableProxy:
             self.down = self.down or down
         return len(keys)
 
-    def round_trips(self, t0: float, t1: float) -> tuple[int, int]:
-        """(round trips, connections opened) between ``t0`` and ``t1``.
+    def conversation(self, t0: float, t1: float) -> Conversation:
+        """Round trips, connections opened and server time between ``t0`` and ``t1``.
 
         A round trip is a turn of the conversation: data from the server that follows data
-        from the client (chunks ordered by when they reached the proxy). A new connection's
-        TCP handshake is not delayed here; on a real far link each costs one more RTT.
+        from the client (chunks ordered by when they reached the proxy). The server's time
+        in a turn is from the client's last chunk to the server's answer, less the one-way
+        delay. A new connection's TCP handshake is not delayed here; on a real far link each
+        costs one more RTT.
         """
-        turns, client_spoke = 0, False
+        turns, server, asked = 0, 0.0, None
         for t, _, from_client, _ in sorted(r for r in list(self.records) if t0 <= r[0] <= t1):
             if from_client:
-                client_spoke = True
-            elif client_spoke:
+                asked = t
+            elif asked is not None:
                 turns += 1
-                client_spoke = False
-        return turns, sum(t0 <= t <= t1 for t, _ in self.accepted)
+                server += max(0.0, t - asked - self.delay)
+                asked = None
+        return Conversation(turns, sum(t0 <= t <= t1 for t, _ in self.accepted), server)
 
     def ws_connects_after(self, t: float) -> list[float]:
         return [ta - t for ta, head in self.accepted if ta > t and b"/channels" in head.split(b"\r\n", 1)[0]]
