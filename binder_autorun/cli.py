@@ -38,6 +38,7 @@ from .server import JupyterServer, ServerInfo, token_in_url
 try:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.util import ensure_async
 except ImportError:  # pragma: no cover - the CLI needs the [cli] extra
     NotebookClient = object  # type: ignore[assignment,misc]
     CellExecutionError = CellTimeoutError = Exception  # type: ignore[assignment,misc]
@@ -206,7 +207,7 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
     async def _interrupt_kernel(self) -> None:
         if self.km is not None:
             try:
-                await self.km.interrupt_kernel()
+                await ensure_async(self.km.interrupt_kernel())
             except Exception:  # noqa: BLE001 - a kernel that is gone needs no interrupt
                 log.info("could not interrupt the local kernel", exc_info=True)
 

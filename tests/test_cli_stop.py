@@ -49,6 +49,15 @@ def _start(args: list[str], token: str, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def _wait_file(path: Path, seconds: float = 60) -> None:
+    """Wait until a cell wrote ``path``: it is running its long part now."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
 def _wait_for(proc: subprocess.Popen[str], text: str, seconds: float = 60) -> str:
     """stderr of ``proc`` up to and including ``text`` (the progress line of a cell)."""
     assert proc.stderr is not None
@@ -90,14 +99,14 @@ def test_ctrl_c_stops_cleanly_writes_what_ran_and_leaves_nothing(tmp_path: Path)
     project.mkdir()
     source = _write(project / "nb.ipynb", [
         "x = 1",
-        "import time\nprint('sleeping', flush=True)\ntime.sleep(60)",
+        "import time\nprint('sleeping', flush=True)\nopen('started', 'w').close()\ntime.sleep(60)",
         "print('never')",
     ])
     out = tmp_path / "out.ipynb"
     proc = _start([str(source), "--local", "-o", str(out)], "", cwd=tmp_path)
     try:
         seen = _wait_for(proc, "[2/3] import time ... ")
-        time.sleep(1.5)  # the remote cell is sleeping now
+        _wait_file(project / "started")  # the remote cell is sleeping now
         interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
         stderr = seen + proc.communicate(timeout=30)[1]
@@ -119,7 +128,7 @@ def test_ctrl_c_stops_cleanly_writes_what_ran_and_leaves_nothing(tmp_path: Path)
 @pytest.mark.timeout(120)
 def test_second_ctrl_c_stops_a_cell_that_ignores_the_first(remote_server: LocalServer, tmp_path: Path) -> None:
     source = _write(tmp_path / "nb.ipynb", [
-        "%%local\nimport time\nprint('stubborn', flush=True)\nwhile True:\n    try:\n        time.sleep(0.05)\n"
+        "%%local\nimport time\nprint('stubborn', flush=True)\nopen('started', 'w').close()\nwhile True:\n    try:\n        time.sleep(0.05)\n"
         "    except KeyboardInterrupt:\n        print('ignored', flush=True)",
         "print('never')",
     ])
@@ -128,7 +137,7 @@ def test_second_ctrl_c_stops_a_cell_that_ignores_the_first(remote_server: LocalS
     proc = _start([str(source), "--url", remote_server.url, "-o", str(out)], remote_server.token, cwd=tmp_path)
     try:
         seen = _wait_for(proc, "[1/2] %%local ... ")
-        time.sleep(1.0)
+        _wait_file(tmp_path / "started")
         proc.send_signal(signal.SIGINT)
         time.sleep(1.0)
         assert proc.poll() is None, "the first Ctrl-C should wait for the cell"

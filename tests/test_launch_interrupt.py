@@ -51,6 +51,7 @@ def test_interrupted_start_kills_the_server(tmp_path: Path) -> None:
     server = LocalServer(root_dir=tmp_path)
     seen: list[int] = []
     main = threading.main_thread().ident
+    assert main is not None
     watcher = _interrupt_once_started(tmp_path, lambda: signal.pthread_kill(main, signal.SIGINT), seen)
     with pytest.raises(KeyboardInterrupt):
         server.start()
