@@ -98,7 +98,7 @@ class JupyterServer:
         self.timeout = timeout
         self.http = requests.Session()
         self.http.headers.update(info.headers)
-        self.http.verify = verify
+        self.http.verify = verify and getattr(info, "verify", True)  # a gateway's JUPYTER_GATEWAY_VALIDATE_CERT
 
     def __repr__(self) -> str:
         return f"JupyterServer({self.info.url!r})"
@@ -127,16 +127,20 @@ class JupyterServer:
                 f"Could not reach the Jupyter server at {self.url}; check the URL and that the server is running."
             ) from None
         if response.status_code in (401, 403):
-            raise AuthError(
-                f"The Jupyter server at {self.url} rejected the token (HTTP {response.status_code}); "
-                "check the token you gave (--token or BINDER_AUTORUN_TOKEN)."
-            )
+            raise self.refused(method, path, response)
         if response.status_code not in expect:
             raise ServerError(
                 f"The Jupyter server at {self.url} answered {method} {path.split('?')[0]} with HTTP "
                 f"{response.status_code}: {_reason(response)}."
             )
         return response
+
+    def refused(self, method: str, path: str, response: requests.Response) -> ServerError:
+        """The error for a 401/403 answer (a gateway tells a refused kernel start apart)."""
+        return AuthError(
+            f"The Jupyter server at {self.url} rejected the token (HTTP {response.status_code}); "
+            "check the token you gave (--token or BINDER_AUTORUN_TOKEN)."
+        )
 
     def api_info(self) -> dict[str, Any]:
         """``GET api``: proves the URL is a Jupyter server and the token works."""
@@ -191,7 +195,9 @@ class JupyterServer:
 
 def _reason(response: requests.Response) -> str:
     try:
-        message = response.json().get("message") or response.reason
-    except ValueError:
+        body = response.json()
+        # Enterprise/Kernel Gateway put their explanation in "reason" and leave "message" empty
+        message = body.get("message") or body.get("reason") or response.reason
+    except (ValueError, AttributeError):
         message = response.reason
     return str(message).rstrip(".")

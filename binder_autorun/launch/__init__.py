@@ -12,12 +12,13 @@ from typing import Any
 
 from ..server import ServerInfo
 from .binderhub import BinderHubLauncher, normalize_hub
+from .gateway import GatewayConfig
 from .jupyterhub import JupyterHubLauncher, hub_base_url, show_progress
 from .local import LocalServer, free_port
 from .progress import LaunchProgress
 from .spec import parse_spec
 
-__all__ = ["Launched", "LocalServer", "Target", "default_binderhub", "free_port", "launch"]
+__all__ = ["GatewayConfig", "Launched", "LocalServer", "Target", "default_binderhub", "free_port", "launch"]
 
 DEFAULT_BINDERHUB = "https://mybinder.org"
 
@@ -31,7 +32,7 @@ def default_binderhub() -> str:
 class Target:
     """What to (re)launch: its kind, a label for people, and a token-free identity."""
 
-    kind: str  # "url", "local", "binder" or "jupyterhub"
+    kind: str  # "url", "local", "binder", "jupyterhub" or "gateway"
     label: str
     key: str
     options: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -61,6 +62,11 @@ class Target:
         label = f"JupyterHub {hub}" + (f" (server {server_name!r})" if server_name else "")
         return cls("jupyterhub", label, f"jupyterhub:{hub}:{server_name}", {"hub": hub, "token": token, "server": server_name})
 
+    @classmethod
+    def gateway(cls, config: GatewayConfig) -> Target:
+        """A kernel gateway (Enterprise Gateway, Kernel Gateway): kernels only, started with the gateway's env."""
+        return cls("gateway", f"kernel gateway {config.url}", f"gateway:{config.url}", {"config": config})
+
     @property
     def culls_idle(self) -> bool:
         """Binder servers are culled after ~10 idle minutes."""
@@ -85,6 +91,8 @@ def launch(target: Target, timeout: float = 300.0, build_log: list[str] | None =
     options = target.options
     if target.kind == "url":
         return Launched(options["info"])
+    if target.kind == "gateway":
+        return Launched(options["config"].info)  # nothing to launch: kernels start in gateway.start_session
     if target.kind == "local":
         server = LocalServer(root_dir=options["root_dir"], limit_rate=False)  # private: pass output like a native kernel
         return Launched(server.start(), server)
