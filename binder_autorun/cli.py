@@ -28,33 +28,41 @@ from typing import Any
 from urllib.parse import quote
 
 import nbformat
-from traitlets import Float, Unicode
+from traitlets import Bool, Float, Unicode
 
 from .autorun import TOKEN_ENV
 from .errors import BinderAutorunError, LaunchError, ServerError
-from .launch import Launched, Target, default_binderhub, launch
+from .launch import GatewayConfig, Launched, Target, default_binderhub, launch
+from .launch.gateway import TOKEN_ENV as GATEWAY_TOKEN_ENV
+from .launch.gateway import GatewayInfo, gateway_session
 from .server import JupyterServer, ServerInfo, token_in_url
 
 try:
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from nbclient.util import ensure_async
 except ImportError:  # pragma: no cover - the CLI needs the [cli] extra
     NotebookClient = object  # type: ignore[assignment,misc]
-    CellExecutionError = CellTimeoutError = Exception  # type: ignore[assignment,misc]
+    CellExecutionError = CellTimeoutError = DeadKernelError = Exception  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
 
 #: the local kernel hosts the extension, so it is Python whatever the notebook's language
 LOCAL_KERNEL = "python3"
-#: exit status after Ctrl-C (128 + SIGINT), as shells report it
+#: exit status after Ctrl-C (128 + SIGINT) and after SIGTERM (128 + SIGTERM), as shells report them
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 #: seconds a cell may take to stop after the first Ctrl-C before the run is cut short
 INTERRUPT_GRACE = 10.0
 
 
 class RunInterrupted(Exception):
-    """The run was stopped by Ctrl-C (raised out of the client, never shown as a traceback)."""
+    """The run was stopped by Ctrl-C or SIGTERM (raised out of the client, never shown as a traceback)."""
+
+    @property
+    def status(self) -> int:
+        """The command's exit status for this stop."""
+        return EXIT_TERMINATED if str(self) == "terminated" else EXIT_INTERRUPTED
 
 
 class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
@@ -64,17 +72,19 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
     its own numbers cells by position). ``cell_timeout`` interrupts any cell,
     local or remote, that runs longer (a second expiry stops the run). Run by
     :meth:`run`, the first Ctrl-C interrupts the running cell and stops after
-    it, a second one (or a cell that ignores the first) stops at once.
+    it, a second one (or a cell that ignores the first) stops at once, as
+    SIGTERM does.
     """
 
     server_url = Unicode(help="Jupyter server to route cells to (its token comes from BINDER_AUTORUN_TOKEN).").tag(config=True)
     remote_kernel_name = Unicode("", help="Kernel spec to start on the remote server.").tag(config=True)
     remote_kernel_id = Unicode("", help="Attach to this running remote kernel instead of starting one.").tag(config=True)
+    remote_gateway = Bool(False, help="server_url is a kernel gateway (its token comes from JUPYTER_GATEWAY_AUTH_TOKEN).").tag(config=True)
     cell_timeout = Float(0.0, help="Interrupt any cell that runs longer than this (seconds; 0: never).").tag(config=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: "interrupted" once Ctrl-C was pressed
+        #: "interrupted" once Ctrl-C was pressed, "terminated" after SIGTERM
         self.stop_reason = ""
         #: 1-based number of the code cell that runs (or ran last); 0 before the first
         self.code_cell = 0
@@ -99,14 +109,17 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
         kc = await super().async_start_new_kernel_client()
         if not self.server_url:
             return kc  # the notebook connects itself with its own %binder_on cell
+        where = f"--gateway {self.server_url}" if self.remote_gateway else f"--url {self.server_url}"
         if self.remote_kernel_id:
-            options = f"--url {self.server_url} --kernel-id {self.remote_kernel_id}"
+            options = f"{where} --kernel-id {self.remote_kernel_id}"
         else:
-            options = f"--url {self.server_url}" + (f" --kernel-name {self.remote_kernel_name}" if self.remote_kernel_name else "")
+            options = where + (f" --kernel-name {self.remote_kernel_name}" if self.remote_kernel_name else "")
         code = (
             f"%load_ext binder_autorun\n%binder_on {options}\n%config BinderAutorun.managed = True\n"
             f"__import__('os').environ.pop({TOKEN_ENV!r}, None)\n"  # connected: no cell needs to see it
         )
+        if self.remote_gateway:
+            code += f"__import__('os').environ.pop({GATEWAY_TOKEN_ENV!r}, None)\n"
         self._check_stop()
         self.busy = True
         try:
@@ -144,6 +157,7 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
         if cell is None or not self.cell_timeout:
             return await super()._async_handle_timeout(timeout, cell)
         if self.timed_out == self.code_cell:
+            self.shutdown_kernel = "immediate"  # a busy kernel would not answer a polite shutdown
             raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out (and ignored the interrupt)", timeout, cell)
         self.timed_out = self.code_cell
         log.info("cell %d ran longer than %g s; interrupting it", self.code_cell, timeout)
@@ -183,7 +197,9 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
         if self._task is None:
             return  # not started by run(): leave signals to whoever runs us
         with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+            loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigint(self) -> None:
         if self._cleaning:
@@ -197,6 +213,12 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
         if self.busy:
             asyncio.ensure_future(self._interrupt_kernel())
             asyncio.get_running_loop().call_later(INTERRUPT_GRACE, self._stop_now)
+
+    def _on_sigterm(self) -> None:
+        if not self.stop_reason:
+            self.stop_reason = "terminated"
+            self.stopped_busy = self.busy
+        self._stop_now()
 
     def _stop_now(self) -> None:
         if self._cleaning or self._task is None or self._task.done():
@@ -273,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Start a private local jupyter_server serving DIR (default: the notebook's folder).")
     target.add_argument("-r", "--repo", help="Build and launch this repository through a BinderHub first.")
     target.add_argument("--jupyterhub", metavar="HUB", help="Start (or reuse) your server on this JupyterHub first.")
+    target.add_argument("--gateway", nargs="?", const="", metavar="URL",
+                        help="Start the kernel on this Enterprise Gateway or Kernel Gateway (default: JUPYTER_GATEWAY_URL; "
+                        "token: --token, else JUPYTER_GATEWAY_AUTH_TOKEN; --cwd sets KERNEL_WORKING_DIR).")
     run.add_argument("--ref", default=None, help="Branch, tag or commit of --repo.")
     run.add_argument("--binderhub", default=default_binderhub(), help="BinderHub for --repo (default: %(default)s).")
     run.add_argument("--show-log", action="store_true", help="Print the full build log of --repo.")
@@ -304,7 +329,10 @@ def run_notebook(args: argparse.Namespace) -> int:
         try:
             if target is not None:
                 launched = launch(target)
-                remote = _RemoteKernel.start(launched.info, _remote_kernel_name(args, notebook), _kernel_path(args, target, folder))
+                if target.kind == "gateway":
+                    remote = _RemoteKernel.start_gateway(target.options["config"], _remote_kernel_name(args, notebook), args.cwd or "")
+                else:
+                    remote = _RemoteKernel.start(launched.info, _remote_kernel_name(args, notebook), _kernel_path(args, target, folder))
         except KeyboardInterrupt:
             return _interrupted_before_cells(target)
         except BinderAutorunError as exc:
@@ -327,6 +355,8 @@ def _execute(
     """Run the cells (the server and remote kernel are ready); write the notebook; return the exit status."""
     if launched is not None:
         os.environ[TOKEN_ENV] = launched.info.token  # the local kernel inherits it; no cell holds it
+        if isinstance(launched.info, GatewayInfo):
+            os.environ[GATEWAY_TOKEN_ENV] = launched.info.token  # ahead of any other gateway token in the environment
     kernelspec = notebook.metadata.get("kernelspec")
     progress = Progress(sum(cell.cell_type == "code" for cell in notebook.cells))
     client = RoutedNotebookClient(
@@ -335,6 +365,7 @@ def _execute(
         server_url=launched.info.url if launched else "",
         remote_kernel_name=args.kernel_name,
         remote_kernel_id=remote.kernel_id if remote else "",
+        remote_gateway=launched is not None and isinstance(launched.info, GatewayInfo),
         cell_timeout=args.timeout,
         interrupt_on_timeout=True,
         allow_errors=args.allow_errors,
@@ -346,9 +377,18 @@ def _execute(
     status = 0
     try:
         client.run()
-    except (RunInterrupted, KeyboardInterrupt):
-        progress.end_line("interrupted")
-        status = EXIT_INTERRUPTED
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        progress.end_line(client.stop_reason or "interrupted")
+        status = exc.status if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
+    except CellTimeoutError:
+        progress.end_line("timed out")
+        print(f"binder-autorun: cell {client.code_cell} of {client.code_cells} ran longer than the --timeout of "
+              f"{args.timeout:g} s and went on after the interrupt; the run was stopped.", file=sys.stderr)
+        status = 1
+    except DeadKernelError:
+        progress.end_line("kernel died")
+        print(f"binder-autorun: the local kernel died during cell {client.code_cell} of {client.code_cells}.", file=sys.stderr)
+        status = 1
     except CellExecutionError as exc:
         if client.timed_out and client.timed_out == client.code_cell:
             print(f"binder-autorun: cell {client.code_cell} of {client.code_cells} ran longer than the --timeout of "
@@ -365,13 +405,15 @@ def _execute(
             notebook.metadata["kernelspec"] = kernelspec  # the notebook's own, not the local helper's
         if remote is not None and remote.language_info:
             notebook.metadata["language_info"] = remote.language_info  # as the remote kernel reports it, like natively
-        if status == EXIT_INTERRUPTED and client.code_cell == 0:
-            print("binder-autorun: interrupted before the first cell; nothing ran, nothing was written.", file=sys.stderr)
+        stopped = status in (EXIT_INTERRUPTED, EXIT_TERMINATED)
+        how = client.stop_reason or "interrupted"
+        if stopped and client.code_cell == 0:
+            print(f"binder-autorun: {how} before the first cell; nothing ran, nothing was written.", file=sys.stderr)
             return status
         _write(notebook, output)
-        if status == EXIT_INTERRUPTED:
+        if stopped:
             where = f"{'in' if client.stopped_busy else 'after'} cell {client.code_cell}"
-            print(f"binder-autorun: interrupted {where} of {client.code_cells}; wrote {output} with what ran.", file=sys.stderr)
+            print(f"binder-autorun: {how} {where} of {client.code_cells}; wrote {output} with what ran.", file=sys.stderr)
         else:
             print(f"binder-autorun: wrote {output}", file=sys.stderr)
     return status
@@ -384,6 +426,13 @@ class _RemoteKernel:
         self.server = server
         self.kernel_id = kernel_id
         self.language_info = language_info
+
+    @classmethod
+    def start_gateway(cls, config: GatewayConfig, kernel_name: str, working_dir: str) -> _RemoteKernel:
+        """Start the kernel on a gateway (progress while it is slow; ``working_dir`` is KERNEL_WORKING_DIR)."""
+        session = gateway_session(config, kernel_name or None, working_dir=working_dir)
+        session.close()  # the local kernel attaches to it; we shut it down at the end
+        return cls(session.server, session.kernel_id, dict(session.kernel_info.get("language_info") or {}))
 
     @classmethod
     def start(cls, info: ServerInfo, kernel_name: str, path: str) -> _RemoteKernel:
@@ -498,7 +547,7 @@ def _sigint_ignored() -> Any:
 
 
 def _has_target(args: argparse.Namespace) -> bool:
-    return bool(args.local is not None or args.url or args.repo or args.jupyterhub)
+    return bool(args.local is not None or args.url or args.repo or args.jupyterhub or args.gateway is not None)
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -518,6 +567,8 @@ def _target(args: argparse.Namespace, folder: Path) -> Target | None:
         return Target.binder(args.repo, args.ref, args.binderhub, args.show_log)
     if args.jupyterhub:
         return Target.jupyterhub(args.jupyterhub, _token(args), args.server)
+    if args.gateway is not None:
+        return Target.gateway(GatewayConfig.from_env(args.gateway, args.token))
     return None
 
 

@@ -20,6 +20,10 @@ from binder_autorun.launch import LocalServer
 from .test_cli import _run, _write
 
 
+STUBBORN = ("%%local\nimport time\nprint('stubborn', flush=True)\nopen('started', 'w').close()\nwhile True:\n"
+            "    try:\n        time.sleep(0.05)\n    except KeyboardInterrupt:\n        print('ignored', flush=True)")
+
+
 def _code_cells(path: Path) -> list[nbformat.NotebookNode]:
     return [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
 
@@ -127,11 +131,7 @@ def test_ctrl_c_stops_cleanly_writes_what_ran_and_leaves_nothing(tmp_path: Path)
 
 @pytest.mark.timeout(120)
 def test_second_ctrl_c_stops_a_cell_that_ignores_the_first(remote_server: LocalServer, tmp_path: Path) -> None:
-    source = _write(tmp_path / "nb.ipynb", [
-        "%%local\nimport time\nprint('stubborn', flush=True)\nopen('started', 'w').close()\nwhile True:\n    try:\n        time.sleep(0.05)\n"
-        "    except KeyboardInterrupt:\n        print('ignored', flush=True)",
-        "print('never')",
-    ])
+    source = _write(tmp_path / "nb.ipynb", [STUBBORN, "print('never')"])
     out = tmp_path / "out.ipynb"
     kernels_before = {k["id"] for k in _kernels(remote_server)}
     proc = _start([str(source), "--url", remote_server.url, "-o", str(out)], remote_server.token, cwd=tmp_path)
@@ -163,3 +163,41 @@ def _kernels(server: LocalServer) -> list[dict[str, str]]:
     response = requests.get(server.url + "api/kernels", headers={"Authorization": f"token {server.token}"}, timeout=10)
     response.raise_for_status()
     return response.json()
+
+
+
+@pytest.mark.timeout(90)
+def test_timeout_stops_the_run_when_the_cell_ignores_the_interrupt(remote_server: LocalServer, tmp_path: Path) -> None:
+    source = _write(tmp_path / "nb.ipynb", [STUBBORN, "print('never')"])
+    out = tmp_path / "out.ipynb"
+    started = time.monotonic()
+    result = _run([str(source), "--url", remote_server.url, "-o", str(out), "--timeout", "2"], remote_server.token, timeout=60)
+    assert time.monotonic() - started < 40
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert ("binder-autorun: cell 1 of 2 ran longer than the --timeout of 2 s and went on after the interrupt; "
+            "the run was stopped.") in result.stderr
+    first, second = _code_cells(out)
+    assert "ignored" in "".join(o.get("text", "") for o in first.outputs) and second.outputs == []
+    assert _wait_gone(tmp_path) == [], "the local kernel is still running"
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_stops_at_once_and_writes_what_ran(remote_server: LocalServer, tmp_path: Path) -> None:
+    kernels_before = {k["id"] for k in _kernels(remote_server)}
+    source = _write(tmp_path / "nb.ipynb", ["print('one')", "import time\ntime.sleep(60)"])
+    out = tmp_path / "out.ipynb"
+    proc = _start([str(source), "--url", remote_server.url, "-o", str(out)], remote_server.token, cwd=tmp_path)
+    try:
+        seen = _wait_for(proc, "[2/2] import time ... ")
+        time.sleep(0.5)
+        proc.terminate()
+        stderr = seen + proc.communicate(timeout=30)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and f"binder-autorun: terminated in cell 2 of 2; wrote {out} with what ran." in stderr
+    first, _ = _code_cells(out)
+    assert first.outputs[0]["text"] == "one\n"
+    assert _wait_gone(tmp_path) == []
+    assert {k["id"] for k in _kernels(remote_server)} <= kernels_before, "the remote kernel was left running"
