@@ -30,6 +30,9 @@ from binder_autorun.launch import free_port
 EG_VENV = Path(os.environ.get("BINDER_AUTORUN_GATEWAY_VENV") or Path.home() / ".cache" / "binder_autorun-ci" / "enterprise-gateway")
 REQUIRE_ENV = "BINDER_AUTORUN_REQUIRE_GATEWAYS"
 
+#: a variable that is no KERNEL_* one but Enterprise Gateway passes on when the client allows it
+ALLOWED_ENV = "BINDER_AUTORUN_GATEWAY_PASSED"
+
 #: a kernel that takes this long to come up (a cluster scheduling it, in miniature)
 SLOW_START = 3.0
 
@@ -129,7 +132,9 @@ def start_enterprise_gateway(workdir: Path) -> Gateway:
         "VIRTUAL_ENV": str(EG_VENV),
         "PYTHONPATH": "",
     }
-    return Gateway("enterprise", [str(executable)], workdir, env)
+    # a variable its operators let clients pass (JUPYTER_GATEWAY_ALLOWED_ENVS on the client side)
+    argv = [str(executable), f"--EnterpriseGatewayApp.client_envs={ALLOWED_ENV}"]
+    return Gateway("enterprise", argv, workdir, env)
 
 
 def start_kernel_gateway(workdir: Path) -> Gateway:

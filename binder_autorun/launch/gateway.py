@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import requests
 
 from ..errors import AuthError, BinderAutorunError, LaunchError, NotConnected, ServerError
-from ..server import JupyterServer, ServerInfo, token_in_url
+from ..server import GONE_STATUSES, JupyterServer, ServerInfo, token_in_url
 from ..session import KernelSession
 from .progress import _in_notebook, _NotebookView, _TerminalView, _View
 
@@ -288,19 +288,21 @@ class _Start(threading.Thread):
         finally:
             self.finished.set()
 
-    def cancel(self) -> None:
-        """Stop: shut down the kernel if it exists; else leave that to the start still in flight."""
+    def cancel(self) -> bool:
+        """Stop: shut down the kernel if the gateway has it. False when the start request is still
+        in flight with nothing to shut down yet: the thread does it once the request returns."""
         with self._lock:
             self.cancelled = True
             session = self.session
         if session is not None:
             self._discard()
-        else:
-            # Enterprise Gateway registers the kernel under our KERNEL_ID only once it is up; try anyway
-            try:
-                self.server.clone().shutdown_kernel(self.planned_id)
-            except BinderAutorunError:
-                pass
+            return True
+        # Enterprise Gateway names the kernel by our KERNEL_ID, but may register it only once it is up
+        try:
+            response = self.server.clone().request("DELETE", f"api/kernels/{self.planned_id}", expect=(200, 204, *GONE_STATUSES))
+        except BinderAutorunError:
+            return False
+        return response.status_code in (200, 204)
 
     def _discard(self) -> None:
         session = self.session
@@ -338,19 +340,19 @@ def start_session(
         while not start.finished.wait(0.2):
             progress.update(start.phase)
             if progress.elapsed > limit:
-                start.cancel()
                 progress.failed("timed out")
+                start.cancel()
                 raise LaunchError(
                     f"The kernel gateway at {server.url} did not start the kernel within {limit:.0f} s; "
                     "a cluster may need longer: raise KERNEL_LAUNCH_TIMEOUT."
                 )
     except KeyboardInterrupt:
-        start.cancel()
         progress.failed("interrupted")
-        try:
-            start.finished.wait(cancel_grace)
-        except KeyboardInterrupt:
-            pass
+        if not start.cancel():
+            try:  # a process about to exit would take the thread (and its clean-up) with it
+                start.finished.wait(cancel_grace)
+            except KeyboardInterrupt:
+                pass
         raise
     if start.error is not None:
         progress.failed("failed")
