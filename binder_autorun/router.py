@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: first-line prefixes that keep a cell on the local kernel
 LOCAL_CELL_MAGIC = "%%local"
-OWN_MAGICS = ("binder_on", "binder_off", "binder_status", "binder_restart", "binder_replay", "binder_push", "binder_pull")
+OWN_MAGICS = ("binder_on", "binder_off", "binder_status", "binder_restart", "binder_replay", "binder_push", "binder_pull", "binder_sync")
 #: cells that leave the local session (a terminal user means "quit IPython", not the remote kernel)
 EXIT_CELLS = frozenset({"exit", "quit", "exit()", "quit()", "%exit", "%quit", "%exit_raise"})
 #: ``%load_ext binder_autorun`` and its siblings (``%`` optional: automagic) act on this extension, which is local

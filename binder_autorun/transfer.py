@@ -515,7 +515,34 @@ def cwd_under(marker):
         up = _os.path.dirname(d)
         if up == d: return _json.dumps(None)
         parts.append(_os.path.basename(d)); d = up
-for _f in (stat, listdir, digest, read, makedirs, open_tmp, append, commit, abort, cwd_under):
+def scan(root, skip, verify):
+    out = {}
+    skip = set(skip)
+    def walk(d, prefix):
+        try: it = _os.scandir(d)
+        except OSError: return
+        with it:
+            for e in it:
+                try: st = e.stat(follow_symlinks=False)
+                except OSError: continue
+                m = st.st_mode >> 12
+                if m == 4:
+                    if e.name not in skip: walk(e.path, prefix + e.name + "/")
+                elif m == 8 and ".binder-partial-" not in e.name:
+                    out[prefix + e.name] = [st.st_size, st.st_mtime_ns]
+    walk(root or ".", "")
+    same = {r: digest(_os.path.join(root or ".", r)) == h for r, h in verify.items() if r in out}
+    return out, same
+_snapshots = {}
+def scan_changes(key, root, skip, verify):
+    """Files under root changed since the last call with this key (the snapshot stays here: small replies)."""
+    files, same = scan(root, skip, verify)
+    old = _snapshots.get(key)
+    _snapshots[key] = files
+    if old is None: return _json.dumps({"changed": {}, "count": len(files)})
+    changed = {r: sig[0] for r, sig in files.items() if old.get(r) != sig and not same.get(r)}
+    return _json.dumps({"changed": changed, "count": len(files)})
+for _f in (stat, listdir, digest, read, makedirs, open_tmp, append, commit, abort, cwd_under, scan, scan_changes):
     setattr(_m, _f.__name__, _f)
 _sys.modules["_binder_autorun_xfer"] = _m
 del _f, _m
@@ -896,9 +923,13 @@ class Transfer:
 
     # -- pull ------------------------------------------------------------------------
 
-    def pull(self, sources: list[str], to: str = "") -> Summary:
-        """Copy remote files, folders and globs into the local folder ``to`` (default: the working directory)."""
+    def pull(self, sources: list[str], to: str = "", strip: str = "") -> Summary:
+        """Copy remote files, folders and globs into the local folder ``to`` (default: the working directory).
+
+        ``strip`` is a remote folder prefix left out of the local paths (sync mirrors a remote folder).
+        """
         started = time.monotonic()
+        self._strip = strip.strip("/")
         summary = Summary("pulled")
         dest = self.local_root / os.path.expanduser(to) if to else self.local_root
         try:
@@ -923,7 +954,10 @@ class Transfer:
         entry = self.transport.stat(source.rstrip("/") or ".")
         if entry is None:
             raise TransferError(f"There is no remote file or folder {source!r} in the kernel's folder.")
-        self._add_remote(source.rstrip("/") or ".", destination(source), entry, items, summary)
+        rel = destination(source)
+        if self._strip and rel.startswith(self._strip + "/"):
+            rel = rel[len(self._strip) + 1:]
+        self._add_remote(source.rstrip("/") or ".", rel, entry, items, summary)
 
     def _add_remote(self, path: str, rel: str, entry: Entry, items: list[_Item], summary: Summary) -> None:
         if entry.kind == "file":
@@ -1038,7 +1072,7 @@ class Transfer:
     def _run(self, items: list[_Item], summary: Summary, one: Callable[[_Item, Progress, Summary], None],
              started: float, verb: str) -> None:
         self._listings: dict[str, dict[str, Entry] | None] = {}
-        progress = Progress(verb, self.out)
+        progress = Progress(verb, self.out, after=float("inf") if self.quiet else 1.0)
         progress.total = sum(max(item.size, 0) for item in items)
         try:
             for item in items:
