@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import getpass
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
+from IPython.core.error import StdinNotImplementedError
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Bool, Float, Int, Unicode, default
 from traitlets.config import Configurable
@@ -23,9 +26,10 @@ from traitlets.config import Configurable
 from . import wire
 from .assist import RemoteAssist
 from .bridge import Bridge
-from .errors import BinderAutorunError, ConnectionLost, NotConnected, RemoteError
+from .errors import AuthError, BinderAutorunError, ConnectionLost, NotConnected, RemoteError
 from .frontend import frontend_for
-from .launch import LocalServer, Target, default_binderhub, launch
+from .launch import GatewayConfig, LocalServer, Target, default_binderhub, launch
+from .launch.gateway import gateway_session
 from .launch.saved import SavedServers
 from .mirror import DisplayMirror, ExecutionCounter, rewrite_history, show_remote_error
 from .router import CellRouter
@@ -168,7 +172,10 @@ class BinderAutorun(Configurable):
         url = url or self.url
         if not url:
             raise NotConnected("No server given: use --url URL (or set BINDER_AUTORUN_URL), --local or -r REPO.")
-        self.connect(Target.url(ServerInfo(url, self.token if token is None else token)), kernel_name, kernel_id)
+        given = ServerInfo(url, self.token if token is None else token)
+        self.with_token(
+            lambda secret: self.connect(Target.url(ServerInfo(given.url, secret)), kernel_name, kernel_id), given.token, given.url
+        )
 
     def connect_local(self, root_dir: str | None = None, kernel_name: str = "") -> None:
         """Start a private jupyter_server on 127.0.0.1 and connect to it."""
@@ -180,7 +187,35 @@ class BinderAutorun(Configurable):
 
     def connect_jupyterhub(self, hub: str, token: str | None = None, server_name: str = "", kernel_name: str = "") -> None:
         """Start (or reuse) the user's server on a JupyterHub, then connect."""
-        self.connect(Target.jupyterhub(hub, self.token if token is None else token, server_name), kernel_name)
+        self.with_token(
+            lambda secret: self.connect(Target.jupyterhub(hub, secret, server_name), kernel_name),
+            self.token if token is None else token, hub,
+        )
+
+    def with_token(self, attempt: Callable[[str], None], token: str, where: str) -> None:
+        """Run ``attempt(token)``; if no token was given and the server wants one, ask for it
+        (a password prompt: in a notebook the frontend's password box), so that no cell ever
+        has to hold it. Where nobody can be asked, say which variable to set."""
+        try:
+            attempt(token)
+            return
+        except AuthError:
+            if token:
+                raise
+        try:
+            secret = getpass.getpass(f"Token for {where} (hidden; {TOKEN_ENV} spares you this prompt): ")
+        except (StdinNotImplementedError, EOFError, OSError):
+            raise AuthError(
+                f"{where} needs a token and there is no way to ask for it here; set {TOKEN_ENV} (or pass --token)."
+            ) from None
+        if not secret.strip():
+            raise AuthError(f"No token given for {where}; set {TOKEN_ENV} or type it at the prompt.")
+        attempt(secret.strip())
+
+    def connect_gateway(self, url: str = "", token: str | None = None, kernel_name: str = "", kernel_id: str = "") -> None:
+        """Start (or attach) a kernel on an Enterprise Gateway or Kernel Gateway; without ``url``/``token``,
+        jupyter_server's gateway-client variables (JUPYTER_GATEWAY_URL, JUPYTER_GATEWAY_AUTH_TOKEN...) apply."""
+        self.connect(Target.gateway(GatewayConfig.from_env(url, token)), kernel_name, kernel_id)
 
     def resume(self) -> None:
         """A bare %binder_on: back to the kernel of the last connection."""
@@ -193,6 +228,7 @@ class BinderAutorun(Configurable):
         if not self.session.alive:
             raise self.session.channel.lost or NotConnected("The last remote session is closed; connect again.")
         self.activate()
+        _notice(self._connected_line("back on"))
 
     def relaunch(self, replay: bool = False) -> None:
         """Launch a fresh server for the last target (after a cull or crash); optionally replay."""
@@ -250,10 +286,13 @@ class BinderAutorun(Configurable):
             launched = launch(target, self.launch_timeout, self.build_log)
             self.local_server = launched.local_server
             try:
-                server = JupyterServer(launched.info)
-                if target.kind == "url":
-                    server.api_info()  # a clear sentence if the URL is not a Jupyter server; launchers know theirs is
-                session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None)
+                if target.kind == "gateway":  # no api/status or kernel listing there; starts may be slow
+                    session = gateway_session(target.options["config"], kernel_name or None, kernel_id)
+                else:
+                    server = JupyterServer(launched.info)
+                    if target.kind == "url":
+                        server.api_info()  # a clear sentence if the URL is not a Jupyter server; launchers know theirs is
+                    session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None)
             except BaseException:
                 self._stop_local_server()
                 raise
@@ -271,7 +310,7 @@ class BinderAutorun(Configurable):
             self.saved.put(target.key, session.server.url, session.server.info.token, session.kernel_id)
         self._align_counts_at_connect()
         self.activate()
-        log.info("connected to %s (kernel %s)", target.label, session.kernel_id)
+        _notice(self._connected_line("connected to"))
 
     def _reattach(self, target: Target, kernel_name: str) -> KernelSession | None:
         """Reuse a still-live server (and kernel) saved for ``target``; drop it if dead."""
@@ -402,6 +441,17 @@ class BinderAutorun(Configurable):
             self.ran.append(source)
         mirror.finish(reply)
 
+    def _connected_line(self, verb: str) -> str:
+        """One line: what remote mode now runs on, and how to leave it (never the token)."""
+        assert self.session is not None and self.target is not None
+        session = self.session
+        spec = session.kernel_info.get("language_info", {}).get("name") or session.implementation or "?"
+        kernel = self.target.options.get("kernel_name") or "default kernel"
+        return (
+            f"{verb} {self.target.label}: {kernel} ({spec}, kernel {session.kernel_id[:8]}), next cell "
+            f"[{self.counter.next}]; every cell now runs there (%%local for one local cell, %binder_off to leave)."
+        )
+
     def _local_request(self) -> wire.Message:
         """The local request running this cell, whose msg_id the remote request reuses: the
         ids the remote keeps (an Output widget's ``msg_id``) then name a request the frontend knows."""
@@ -439,4 +489,87 @@ class BinderAutorun(Configurable):
                 lines.append(f"kernel state: {model.get('execution_state', '?') if model else 'gone'}")
             except BinderAutorunError as exc:
                 lines.append(f"kernel state: unknown ({exc})")
+        lines.append(f"sync:       {self.sync.status() if getattr(self, 'sync', None) else 'off (%binder_sync DIR mirrors a folder)'}")
         return "\n".join(lines)
+
+    # -- files and variables across the boundary (transfer.py, variables.py) ----------
+
+    transfer_transport = Unicode(
+        "auto", help="How %binder_push/%binder_pull move files: auto (the server's contents API when it has one), "
+        "contents, or kernel (through the kernel channel; Python kernels)."
+    ).tag(config=True)
+
+    def transfer(self, transport: str = "", quiet: bool = False) -> Any:
+        """A :class:`~binder_autorun.transfer.Transfer` between the local working directory and the remote kernel's."""
+        from .transfer import Transfer, open_transport
+
+        return Transfer(open_transport(self._live_session(), transport or self.transfer_transport), os.getcwd(), quiet=quiet)
+
+    def push_files(self, paths: list[str], to: str = "", transport: str = "") -> Any:
+        """Copy local files, folders and globs into the remote kernel's folder (``to`` inside it)."""
+        return self.transfer(transport).push(paths, to)
+
+    def pull_files(self, paths: list[str], to: str = "", transport: str = "") -> Any:
+        """Copy remote files, folders and globs into the local working directory (``to`` inside it)."""
+        return self.transfer(transport).pull(paths, to)
+
+    def push_variables(self, names: list[str], pickle: bool = False) -> list[str]:
+        """Copy local variables into the remote namespace (no pickle unless ``pickle``)."""
+        from .variables import push_variables
+
+        return push_variables(self._live_session(), self.shell.user_ns, names, pickle)
+
+    def pull_variables(self, names: list[str], pickle: bool = False) -> list[str]:
+        """Copy remote variables into the local namespace (no pickle unless ``pickle``)."""
+        from .variables import pull_variables
+
+        return pull_variables(self._live_session(), self.shell.user_ns, names, pickle)
+
+    sync_max_size = Int(100 * 1000 * 1000, help="Sync skips files larger than this many bytes (with a notice).").tag(config=True)
+
+    def start_sync(self, folder: str = ".", transport: str = "") -> None:
+        """Mirror the local ``folder`` around each remote cell (see :mod:`binder_autorun.sync`)."""
+        from .sync import Sync
+        from .transfer import KernelHelper, open_transport
+
+        session = self._live_session()
+        self.stop_sync()
+        helper = KernelHelper(session)
+        helper.check_python()
+        sync = Sync.for_folder(open_transport(session, transport or self.transfer_transport), helper, folder, os.getcwd(),
+                               max_size=self.sync_max_size)
+        sync.start()
+        self.sync = sync
+        self.shell.events.register("pre_run_cell", self._sync_before)
+        self.shell.events.register("post_run_cell", self._sync_after)
+        _notice(f"syncing {sync.local_dir} with the remote kernel's ./{sync.remote_dir} around each remote cell.")
+
+    def stop_sync(self) -> None:
+        """Stop mirroring (files stay where they are)."""
+        if getattr(self, "sync", None) is None:
+            return
+        self.sync = None
+        for event, callback in (("pre_run_cell", self._sync_before), ("post_run_cell", self._sync_after)):
+            try:
+                self.shell.events.unregister(event, callback)
+            except ValueError:
+                pass
+
+    def _sync_step(self, step: str, depth: int) -> None:
+        """Sync around top-level remote cells: pre_run_cell runs inside the cell (depth 1),
+        post_run_cell after it (depth 0; ipykernel and IPython trigger it outside run_cell_async)."""
+        sync = getattr(self, "sync", None)
+        if sync is None or not self.active or self.router.depth != depth or self.router.cell != "remote":
+            return
+        try:
+            getattr(sync, step)()
+            sync.state.last_error = ""
+        except BinderAutorunError as exc:
+            sync.state.last_error = str(exc)
+            _notice(f"sync: {exc}")
+
+    def _sync_before(self, info: Any = None) -> None:
+        self._sync_step("before_cell", 1)
+
+    def _sync_after(self, result: Any = None) -> None:
+        self._sync_step("after_cell", 0)

@@ -16,6 +16,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .autorun import BinderAutorun
 from .errors import BinderAutorunError
 from .mirror import rewrite_history
+from .variables import TRUST
 
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ class BinderMagics(Magics):
     @argument("--jupyterhub", default="", metavar="HUB", help="Start (or reuse) your server on this JupyterHub.")
     @argument("--server", default="", help="Named JupyterHub server (default: your default server).")
     @argument("--url", default="", help="URL of a running Jupyter server (its base_url included).")
+    @argument("--gateway", nargs="?", const="", default=None, metavar="URL",
+              help="Start a kernel on this Enterprise Gateway or Kernel Gateway (default: JUPYTER_GATEWAY_URL; "
+              "token: --token or JUPYTER_GATEWAY_AUTH_TOKEN).")
     @argument("--token", default=None, help="Its token; better: set BINDER_AUTORUN_TOKEN so no cell holds it.")
     @argument("--local", nargs="?", const=".", default=None, metavar="DIR",
               help="Start a private jupyter_server on 127.0.0.1 serving DIR (default: the current directory).")
@@ -126,6 +130,8 @@ class BinderMagics(Magics):
             autorun.connect_jupyterhub(args.jupyterhub, args.token, args.server, kernel_name=args.kernel_name)
         elif args.local is not None:
             autorun.connect_local(args.local, kernel_name=args.kernel_name)
+        elif args.gateway is not None:
+            autorun.connect_gateway(args.gateway, args.token, kernel_name=args.kernel_name, kernel_id=args.kernel_id)
         elif args.url or args.token or args.kernel_id or args.kernel_name:
             autorun.connect_url(args.url, args.token, kernel_name=args.kernel_name, kernel_id=args.kernel_id)
         else:
@@ -170,3 +176,78 @@ class BinderMagics(Magics):
         """Re-run the cells that ran remotely before the last %binder_on --relaunch."""
         if _parse(self.binder_replay, line) is not None:
             self.autorun.replay()
+
+    @magic_arguments()
+    @_help
+    @argument("paths", nargs="*", help="Local files, folders or globs (quote globs); with -v: variable names.")
+    @argument("--to", default="", metavar="DIR", help="Remote folder to copy into (created if missing; default: the remote kernel's folder).")
+    @argument("-v", "--variables", action="store_true", help="Copy these local variables into the remote namespace.")
+    @argument("--pickle", action="store_true", help="With -v: also objects that are not plain data, numpy or pandas, pickled "
+              "(the remote kernel unpickles what you send).")
+    @argument("--transport", default="", choices=["", "auto", "contents", "kernel"], help="contents API or kernel channel (default: auto).")
+    @line_magic
+    @_one_sentence
+    def binder_push(self, line: str) -> None:
+        """Copy local files (or, with -v, variables) to the remote kernel, keeping relative paths; unchanged files are skipped."""
+        args = _parse(self.binder_push, line)
+        if args is None:
+            return
+        args.paths, args.to = [self._unquoted(path) for path in args.paths], self._unquoted(args.to)
+        if not args.paths:
+            raise UsageError("%binder_push needs at least one path (or, with -v, a variable name); see %binder_push -h.")
+        if args.variables:
+            if args.pickle:
+                print(f"binder_autorun: {TRUST['push']}", file=sys.stderr)
+            lines = self.autorun.push_variables(args.paths, pickle=args.pickle)
+            print("binder_autorun: pushed " + ", ".join(lines))
+        else:
+            self.autorun.push_files(args.paths, args.to, args.transport)
+
+    @magic_arguments()
+    @_help
+    @argument("paths", nargs="*", help="Remote files, folders or globs (quote globs); with -v: variable names.")
+    @argument("--to", default="", metavar="DIR", help="Local folder to copy into (created if missing; default: the working directory).")
+    @argument("-v", "--variables", action="store_true", help="Copy these remote variables into the local namespace.")
+    @argument("--pickle", action="store_true", help="With -v: also objects that are not plain data, numpy or pandas, pickled "
+              "(this kernel unpickles what the remote sends: only for a remote you trust).")
+    @argument("--transport", default="", choices=["", "auto", "contents", "kernel"], help="contents API or kernel channel (default: auto).")
+    @line_magic
+    @_one_sentence
+    def binder_pull(self, line: str) -> None:
+        """Copy remote files (or, with -v, variables) here, keeping relative paths; nothing lands outside the destination."""
+        args = _parse(self.binder_pull, line)
+        if args is None:
+            return
+        args.paths, args.to = [self._unquoted(path) for path in args.paths], self._unquoted(args.to)
+        if not args.paths:
+            raise UsageError("%binder_pull needs at least one path (or, with -v, a variable name); see %binder_pull -h.")
+        if args.variables:
+            if args.pickle:
+                print(f"binder_autorun: {TRUST['pull']}", file=sys.stderr)
+            lines = self.autorun.pull_variables(args.paths, pickle=args.pickle)
+            print("binder_autorun: pulled " + ", ".join(lines))
+        else:
+            self.autorun.pull_files(args.paths, args.to, args.transport)
+
+    @magic_arguments()
+    @_help
+    @argument("folder", nargs="?", default=".", help="Local folder to mirror (default: the working directory).")
+    @argument("--off", action="store_true", help="Stop syncing.")
+    @argument("--transport", default="", choices=["", "auto", "contents", "kernel"], help="contents API or kernel channel (default: auto).")
+    @line_magic
+    @_one_sentence
+    def binder_sync(self, line: str) -> None:
+        """Keep a local folder mirrored: changed local files are pushed before each remote cell, what the cell
+        wrote is pulled after it (local wins before a cell, the cell's writes win after it; deletions are not mirrored)."""
+        args = _parse(self.binder_sync, line)
+        if args is None:
+            return
+        if args.off:
+            self.autorun.stop_sync()
+        else:
+            self.autorun.start_sync(self._unquoted(args.folder), args.transport)
+
+    @staticmethod
+    def _unquoted(text: str) -> str:
+        """IPython's magic argument parser keeps quotes: ``'raw/*.json'`` means the glob."""
+        return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text

@@ -29,6 +29,7 @@ from IPython.display import clear_output, publish_display_data
 
 from . import wire
 from .bridge import Bridge
+from .frontend import KernelFrontend
 from .errors import RemoteError, remote_error, remote_error_class
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,13 @@ class DisplayMirror:
 
     Comm messages, and output that arrives while the main thread waits at an
     ``input()`` prompt, go through the ``bridge`` (it can send from any thread,
-    with the right parent).
+    with the right parent). Under a kernel, plain output (streams, displays,
+    updates, clear_output) is re-sent through it too, unchanged: IPython's
+    display publisher would re-clean every bundle and wait twice per message for
+    the IOPub thread to flush both streams, which made thousands of small
+    messages cost twice their native time. Consecutive stream text is joined
+    until the next message or until the mirror has caught up, as ipykernel's
+    own buffered streams join it.
     """
 
     def __init__(
@@ -164,19 +171,42 @@ class DisplayMirror:
         self.shown_error: dict[str, Any] | None = None
         self._last_stream: Any = None
         self._unflushed = False
+        self._direct = bridge is not None and isinstance(bridge.frontend, KernelFrontend)
+        #: stream text not yet sent (direct mode): (name, parent, texts)
+        self._pending: tuple[str, wire.Message, list[str]] | None = None
 
     # -- OutputSink ---------------------------------------------------------
 
     def on_message(self, msg: wire.Message) -> None:
         kind = wire.msg_type(msg)
+        if self._direct and kind in _DIRECT:
+            self._send_direct(kind, msg)
+            return
+        if kind in _SHOWN:
+            self.flush()  # in order with the text before it, as ipykernel's display publisher does
         if kind.startswith("comm_"):
             if self.bridge is not None:
-                self.flush()  # in order with the text before it, as ipykernel's display publisher does
                 self.bridge.publish(msg)
             return
         handler = getattr(self, "_on_" + kind, None)
         if handler is not None:
             handler(msg["content"])
+
+    def _send_direct(self, kind: str, msg: wire.Message) -> None:
+        assert self.bridge is not None
+        parent = self.bridge.parent_of(msg)
+        if parent is None:  # not a request of ours (cannot happen for a routed cell's own messages)
+            return
+        if kind == "stream":
+            name = str(msg["content"].get("name", "stdout"))
+            if self._pending is not None and self._pending[0] != name:
+                self.flush()
+            if self._pending is None:
+                self._pending = (name, parent, [])
+            self._pending[2].append(str(msg["content"].get("text", "")))
+            return
+        self.flush()
+        self.bridge.frontend.send(msg, parent)
 
     def publish_aside(self, msg: wire.Message) -> None:
         """Show output that arrives while the main thread waits for the user's input."""
@@ -222,6 +252,11 @@ class DisplayMirror:
 
     def flush(self) -> None:
         """Show streamed text now (ipykernel would otherwise hold it up to 0.2 s)."""
+        if self._pending is not None:
+            name, parent, texts = self._pending
+            self._pending = None
+            assert self.bridge is not None
+            self.bridge.frontend.send({"header": {"msg_type": "stream"}, "content": {"name": name, "text": "".join(texts)}}, parent)
         if self._unflushed:
             self._last_stream.flush()
             self._unflushed = False
@@ -253,6 +288,7 @@ class DisplayMirror:
 
     def finish(self, reply: dict[str, Any]) -> None:
         """Apply the execute_reply: payloads, then fail the cell if the remote failed."""
+        self.flush()
         for payload in reply.get("payload") or []:
             self._on_payload(payload)
         if reply.get("status") == "ok":
@@ -286,6 +322,11 @@ class DisplayMirror:
         elif source == "ask_exit":
             print("binder_autorun: the remote kernel was asked to exit; use %binder_off --shutdown to end the remote session.", file=sys.stderr)
 
+
+#: output a kernel's mirror re-sends unchanged through the bridge (see DisplayMirror)
+_DIRECT = frozenset({"stream", "display_data", "update_display_data", "clear_output"})
+#: messages shown through IPython's machinery, after the stream text before them
+_SHOWN = frozenset({"execute_result", "error", "comm_open", "comm_msg", "comm_close"})
 
 #: what pdb, ipdb and pdb++ ask with (a remote debugger's prompt)
 DEBUGGER_PROMPT = re.compile(r"^\s*(\(Pdb\+*\)|ipdb>)\s*$")

@@ -186,7 +186,9 @@ class Terminal:
         self.run("%load_ext binder_autorun")
         line = " ".join(["%binder_on", "--url", url, *options])
         cell = self.run(line)
-        assert not cell.output.rsplit(line, 1)[-1].strip(), f"%binder_on said something:\n{cell.output}"
+        said = [text for text in cell.output.rsplit(line, 1)[-1].strip().splitlines() if text.strip()]
+        assert len(said) == 1 and said[0].startswith(f"binder_autorun: connected to {url}"), f"%binder_on said:\n{cell.output}"
+        assert f"next cell [{self.prompt}]" in said[0] and "%binder_off" in said[0], said
         return self.prompt
 
     # -- ending ---------------------------------------------------------------
