@@ -446,3 +446,45 @@ def test_server_gone_mid_transfer_is_one_sentence_without_partial_files(own_serv
     with pytest.raises(BinderAutorunError, match="went away|Could not reach"):
         Transfer(transport, dest, out=io.StringIO()).pull(["remote.bin"])
     assert not dest.exists() or tree(dest) == {}
+
+
+def test_auto_uses_the_kernel_channel_without_a_contents_api(work: tuple[KernelSession, Path], monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """A kernel gateway has no contents API: auto falls back to the kernel channel (same interface)."""
+    import binder_autorun.transfer as transfer
+
+    session, folder = work
+    assert transfer.has_contents_api(session.server) is True
+    monkeypatch.setattr(transfer, "has_contents_api", lambda server: False)
+    chosen = open_transport(session, "auto")
+    assert isinstance(chosen, KernelTransport)
+    (tmp_path / "g.txt").write_text("gateway")
+    to = unique("gw")
+    Transfer(chosen, tmp_path, out=io.StringIO()).push(["g.txt"], to=to)
+    assert (folder / to / "g.txt").read_text() == "gateway"
+
+
+def test_progress_line_updates_in_place_and_hides_the_token(work: tuple[KernelSession, Path], remote_server: LocalServer,
+                                                             tmp_path: Path) -> None:
+    session, _ = work
+    transport = open_transport(session, "contents")
+    assert isinstance(transport, ContentsTransport)
+    transport.chunk = 256 * 1024
+    (tmp_path / "p.bin").write_bytes(os.urandom(3_000_000))
+    out = io.StringIO()
+    transfer = Transfer(transport, tmp_path, out=out)
+    original = transport._http
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(0.12)  # make the transfer take more than a moment
+        return original(*args, **kwargs)
+
+    transport._http = slow  # type: ignore[method-assign]
+    transfer.push(["p.bin"], to=unique("prog"))
+    text = out.getvalue()
+    assert text.count("\r") >= 2 and "pushing" in text and "%" in text  # updated in place
+    assert text.endswith("\n") and "\n" not in text[:-1]  # one line on screen
+    assert SUMMARY.search(text.rsplit("\r", 1)[-1])  # the summary overwrites the progress line
+    assert remote_server.token not in text
