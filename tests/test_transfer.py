@@ -488,3 +488,62 @@ def test_progress_line_updates_in_place_and_hides_the_token(work: tuple[KernelSe
     assert text.endswith("\n") and "\n" not in text[:-1]  # one line on screen
     assert SUMMARY.search(text.rsplit("\r", 1)[-1])  # the summary overwrites the progress line
     assert remote_server.token not in text
+
+
+@pytest.mark.parametrize("kind", ["push", "pull"])
+def test_an_interrupt_mid_transfer_leaves_no_partial_file(kind: str, work: tuple[KernelSession, Path], tmp_path: Path) -> None:
+    session, folder = work
+    transport = open_transport(session, "contents")
+    assert isinstance(transport, ContentsTransport)
+    transport.chunk = 128 * 1024
+    name = unique("intr")
+    (folder / name).mkdir()
+    (folder / name / "r.bin").write_bytes(os.urandom(1_000_000))
+    (tmp_path / "l.bin").write_bytes(os.urandom(1_000_000))
+    calls = {"n": 0}
+    original_http, original_read = transport._http, transport.read
+
+    def http(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if kind == "push" and args[0] == "PUT" and calls["n"] > 2:
+            raise KeyboardInterrupt
+        return original_http(*args, **kwargs)
+
+    def read(path: str, size: int) -> Iterator[bytes]:
+        for index, block in enumerate(original_read(path, size)):
+            if index == 2:
+                raise KeyboardInterrupt
+            yield block
+
+    transport._http, transport.read = http, read  # type: ignore[method-assign]
+    dest = tmp_path / "dest"
+    with pytest.raises(TransferError, match="^Interrupted after 0 file.*no partial file"):
+        if kind == "push":
+            Transfer(transport, tmp_path, out=io.StringIO()).push(["l.bin"], to=name)
+        else:
+            Transfer(transport, dest, out=io.StringIO()).pull([f"{name}/r.bin"])
+    assert sorted(p.name for p in (folder / name).iterdir() if p.name != ".ipynb_checkpoints") == ["r.bin"]
+    assert not dest.exists() or not [p for p in dest.rglob("*") if p.is_file()]
+
+
+def test_permission_and_disk_failures_read_as_one_sentence() -> None:
+    """Root ignores permission bits, so the wording is checked where the errors are mapped."""
+    import errno
+
+    import requests
+
+    from binder_autorun.transfer import _local_failure, _remote_failure
+
+    def response(code: int, message: str) -> requests.Response:
+        made = requests.Response()
+        made.status_code, made._content = code, ('{"message": "%s"}' % message).encode()
+        return made
+
+    url = "http://127.0.0.1:1/user/someone/"
+    assert _remote_failure(response(403, "Permission denied: x"), "uploading 'x'", url) == \
+        "The server refused uploading 'x': permission denied there."
+    assert _remote_failure(response(500, "Unexpected error while saving file: x [Errno 28] No space left on device"),
+                           "uploading 'x'", url).startswith("The remote disk is full")
+    assert _local_failure(PermissionError(errno.EACCES, "Permission denied", "/x"), "a.txt") == \
+        "Permission denied writing 'a.txt' locally (/x)."
+    assert _local_failure(OSError(errno.ENOSPC, "No space left on device"), "a.txt").startswith("The local disk is full")
