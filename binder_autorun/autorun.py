@@ -33,7 +33,7 @@ from .launch.gateway import gateway_session
 from .launch.saved import SavedServers
 from .mirror import DisplayMirror, ExecutionCounter, rewrite_history, show_remote_error
 from .router import CellRouter
-from .server import JupyterServer, ServerInfo
+from .server import JupyterServer, ServerInfo, token_in_url
 from .session import KernelSession
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,9 @@ class BinderAutorun(Configurable):
     url = Unicode("", help="Jupyter server URL for %binder_on without options (env BINDER_AUTORUN_URL).").tag(config=True)
     token = SecretUnicode("", help="Token for that server (env BINDER_AUTORUN_TOKEN); never shown.").tag(config=True)
     kernel_name = Unicode("", help="Kernel spec to start on the remote server (empty: the server's default).").tag(config=True)
+    kernel_path = Unicode(
+        "", help="Working directory of a kernel we start, relative to the server's root (empty: the root)."
+    ).tag(config=True)
     binderhub = Unicode(help="BinderHub used by %binder_on -r (env BINDER_AUTORUN_BINDERHUB).").tag(config=True)
     launch_timeout = Float(300.0, help="Seconds a BinderHub may stay silent during a launch before we give up.").tag(config=True)
     cell_timeout = Float(0.0, help="Interrupt a remote cell running longer than this many seconds (0: never).").tag(config=True)
@@ -172,7 +175,7 @@ class BinderAutorun(Configurable):
         url = url or self.url
         if not url:
             raise NotConnected("No server given: use --url URL (or set BINDER_AUTORUN_URL), --local or -r REPO.")
-        given = ServerInfo(url, self.token if token is None else token)
+        given = ServerInfo(url, token if token is not None else (token_in_url(url) or self.token))  # a pasted URL's own token first
         self.with_token(
             lambda secret: self.connect(Target.url(ServerInfo(given.url, secret)), kernel_name, kernel_id), given.token, given.url
         )
@@ -215,7 +218,11 @@ class BinderAutorun(Configurable):
     def connect_gateway(self, url: str = "", token: str | None = None, kernel_name: str = "", kernel_id: str = "") -> None:
         """Start (or attach) a kernel on an Enterprise Gateway or Kernel Gateway; without ``url``/``token``,
         jupyter_server's gateway-client variables (JUPYTER_GATEWAY_URL, JUPYTER_GATEWAY_AUTH_TOKEN...) apply."""
-        self.connect(Target.gateway(GatewayConfig.from_env(url, token)), kernel_name, kernel_id)
+        config = GatewayConfig.from_env(url, token)
+        self.with_token(
+            lambda secret: self.connect(Target.gateway(GatewayConfig.from_env(config.url, secret)), kernel_name, kernel_id),
+            config.info.token, config.url,
+        )
 
     def resume(self) -> None:
         """A bare %binder_on: back to the kernel of the last connection."""
@@ -292,7 +299,9 @@ class BinderAutorun(Configurable):
                     server = JupyterServer(launched.info)
                     if target.kind == "url":
                         server.api_info()  # a clear sentence if the URL is not a Jupyter server; launchers know theirs is
-                    session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None)
+                    if self.kernel_path and not kernel_id:
+                        server.require_folder(self.kernel_path)
+                    session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None, self.kernel_path)
             except BaseException:
                 self._stop_local_server()
                 raise
@@ -324,7 +333,7 @@ class BinderAutorun(Configurable):
                 session = KernelSession.attach(server, record["kernel_id"])
                 _notice(f"reattached to the running kernel at {server.url}.")
             else:
-                session = KernelSession.start(server, kernel_name or None)
+                session = KernelSession.start(server, kernel_name or None, self.kernel_path)
                 _notice(f"reusing the running server at {server.url} (new kernel).")
             return session
         except BinderAutorunError as exc:

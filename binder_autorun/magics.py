@@ -30,14 +30,14 @@ def _one_sentence(magic: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(magic)
     def guarded(self: Any, *args: Any) -> Any:
-        if "--tok" in args[0]:
+        if _holds_token(args[0]):
             hide_tokens_in_history(self.shell)
         try:
             return magic(self, *args)
         except BinderAutorunError:
             raise
         except UsageError as exc:
-            if "--tok" in args[0]:  # argparse echoes what it could not parse: maybe the token
+            if _holds_token(args[0]):  # argparse echoes what it could not parse: maybe the token
                 raise UsageError(f"%{magic.__name__} could not parse its options (not repeated here, they hold a token); see %{magic.__name__} -h.") from None
             raise exc from None
         except KeyboardInterrupt:
@@ -61,8 +61,17 @@ def _parse(magic: Any, line: str) -> Any:
     return args
 
 
-#: a token option and its value, as typed (``--token T``, ``--token=T``, mistyped ``--tokn T``)
-_TOKEN_OPTION = re.compile(r"(--tok\w*)(=|\s+)(\S+)")
+#: a token as typed: an option and its value (``--token T``, ``--token=T``, mistyped ``--tokn T``),
+#: or the query of a URL pasted as Jupyter prints it (``.../lab?token=T``)
+_TOKEN_OPTION = re.compile(r"(--tok\w*)(=|\s+)(\S+)|([?&]token)(=)([^&\s]+)")
+
+
+def _holds_token(line: str) -> bool:
+    return "--tok" in line or "token=" in line
+
+
+def _hide(text: str) -> str:
+    return _TOKEN_OPTION.sub(lambda m: f"{m.group(1) or m.group(4)}{m.group(2) or m.group(5)}<hidden>", text)
 
 
 def hide_tokens_in_history(shell: Any) -> None:
@@ -73,8 +82,7 @@ def hide_tokens_in_history(shell: Any) -> None:
         return
     raw = history.input_hist_raw[-1]
     if _TOKEN_OPTION.search(raw):
-        hidden = r"\1\2<hidden>"
-        rewrite_history(shell, result.execution_count, _TOKEN_OPTION.sub(hidden, history.input_hist_parsed[-1]), _TOKEN_OPTION.sub(hidden, raw))
+        rewrite_history(shell, result.execution_count, _hide(history.input_hist_parsed[-1]), _hide(raw))
 
 
 @magics_class
@@ -106,6 +114,8 @@ class BinderMagics(Magics):
               help="Start a private jupyter_server on 127.0.0.1 serving DIR (default: the current directory).")
     @argument("--kernel-name", default="", help="Kernel spec to start (default: the server's default).")
     @argument("--kernel-id", default="", help="Attach to this running kernel instead of starting one.")
+    @argument("--cwd", default=None, metavar="DIR", help="Start the kernel in DIR, relative to the server's root "
+              "(default: the root, where a notebook opened there would run).")
     @argument("--relaunch", action="store_true", help="Launch a fresh server for the last target (after a cull or crash).")
     @argument("--replay", action="store_true", help="With --relaunch: re-run the cells that ran remotely before.")
     @line_magic
@@ -119,6 +129,8 @@ class BinderMagics(Magics):
         if args is None:
             return
         autorun = self.autorun
+        if args.cwd is not None:
+            autorun.kernel_path = args.cwd.strip("'\"").strip("/")  # IPython's argument split keeps quotes
         if autorun.managed:
             print("binder_autorun: skipped: binder-autorun run already connected this notebook.", file=sys.stderr)
             return

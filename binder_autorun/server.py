@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import requests
 
@@ -154,6 +154,12 @@ class JupyterServer:
     def kernelspecs(self) -> dict[str, Any]:
         """``GET api/kernelspecs``: the kernels this server can start."""
         return self.request("GET", "api/kernelspecs").json()
+
+    def require_folder(self, path: str) -> None:
+        """A kernel started in a folder that does not exist silently runs in its parent: refuse instead."""
+        response = self.request("GET", f"api/contents/{quote(path.strip('/'))}", params={"content": "0"}, expect=(200, 404))
+        if response.status_code != 200 or response.json().get("type") != "directory":
+            raise ServerError(f"The server at {self.url} has no folder {path!r} for --cwd (it is relative to the server's root).")
 
     def start_kernel(self, name: str | None = None, path: str | None = None) -> dict[str, Any]:
         """Start a kernel; an unknown kernel name is one sentence listing the known ones."""
