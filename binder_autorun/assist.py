@@ -115,6 +115,7 @@ class RemoteAssist:
     def complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
         """The complete_reply of the kernel the cell will run on, plus our own magics."""
         cursor = len(code) if cursor_pos is None else cursor_pos
+        assert self.kernel is not None  # installed as the kernel's handler only
         if _cell_stays_local(code):
             reply = type(self.kernel).do_complete(self.kernel, code, cursor)
         else:
@@ -123,6 +124,7 @@ class RemoteAssist:
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()) -> dict[str, Any]:
         """The inspect_reply of the kernel the cell will run on (not found if the remote cannot answer)."""
+        assert self.kernel is not None  # installed as the kernel's handler only
         if _cell_stays_local(code):
             return type(self.kernel).do_inspect(self.kernel, code, cursor_pos, detail_level, omit_sections)  # type: ignore[no-any-return]
         try:

@@ -268,7 +268,7 @@ class Bridge:
             self.frontend.send(_comm_close(comm_id), {"header": {}})
             cell = getattr(comm, "opened_by", None)
             cell_id = str((cell or {}).get("header", {}).get("msg_id", ""))
-            if reason and cell_id and cell_id not in told:
+            if reason and cell is not None and cell_id and cell_id not in told:
                 told.add(cell_id)
                 notice = {"header": {"msg_type": "stream"}, "content": {"name": "stderr", "text": f"binder_autorun: {reason}\n"}}
                 self.frontend.send(notice, cell)
