@@ -168,3 +168,57 @@ class Sync:
         if state.last_error:
             text += f"; last error: {state.last_error}"
         return text
+
+
+class RunFiles:
+    """``binder-autorun run --push/--pull/--sync``: files around a whole notebook run.
+
+    Before the first cell: ``push`` paths (relative to the notebook's folder) go to the
+    remote kernel's folder, and with ``sync`` the notebook's folder is mirrored there.
+    After the last cell: ``pull`` paths come back, and with ``sync`` whatever the run
+    created or changed in the remote copy of the folder.
+    """
+
+    def __init__(self, server: Any, kernel_id: str, folder: Path, push: list[str], pull: list[str], sync: bool) -> None:
+        self.server, self.kernel_id, self.folder = server, kernel_id, folder
+        self.push, self.pull, self.sync = list(push), list(pull), sync
+        self._sync: Sync | None = None
+
+    def _session(self) -> Any:
+        from .session import KernelSession
+
+        return KernelSession.attach(self.server, self.kernel_id)
+
+    def before(self) -> None:
+        """Push (and start syncing); failures are one sentence (BinderAutorunError)."""
+        from .transfer import open_transport
+
+        if not (self.push or self.sync):
+            return
+        session = self._session()
+        try:
+            transport = open_transport(session)
+            if self.push:
+                Transfer(transport, self.folder, out=sys.stderr).push(self.push)
+            if self.sync:
+                self._sync = Sync(transport, KernelHelper(session), self.folder, "", out=sys.stderr)
+                self._sync.start()
+        finally:
+            session.close()
+
+    def after(self) -> None:
+        """Pull (and bring back what the run changed)."""
+        from .transfer import open_transport
+
+        if not (self.pull or self._sync):
+            return
+        session = self._session()
+        try:
+            transport = open_transport(session)
+            if self._sync is not None:
+                self._sync.transport, self._sync.helper = transport, KernelHelper(session)
+                self._sync.after_cell()
+            if self.pull:
+                Transfer(transport, self.folder, out=sys.stderr).pull(self.pull)
+        finally:
+            session.close()

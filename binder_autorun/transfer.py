@@ -544,6 +544,7 @@ def scan_changes(key, root, skip, verify):
     return _json.dumps({"changed": changed, "count": len(files)})
 for _f in (stat, listdir, digest, read, makedirs, open_tmp, append, commit, abort, cwd_under, scan, scan_changes):
     setattr(_m, _f.__name__, _f)
+_m.VERSION = globals().get("VERSION")
 _sys.modules["_binder_autorun_xfer"] = _m
 del _f, _m
 '''
@@ -583,7 +584,10 @@ class KernelHelper:
         expression = f"__import__('sys').modules[{self.module!r}].{function}({', '.join(repr(a) for a in args)})"
         if not self._installed:
             self.check_python()
-        install = f"exec({self.source!r}, {{}})"
+        # install once per kernel (and version): the module keeps state, e.g. sync's remote snapshot
+        version = hashlib.sha256(self.source.encode()).hexdigest()[:16]
+        install = (f"if getattr(__import__('sys').modules.get({self.module!r}), 'VERSION', None) != {version!r}:\n"
+                   f"    exec({self.source!r}, {{'VERSION': {version!r}}})")
         reply = self.session.execute("" if self._installed else install, None, silent=True, store_history=False,
                                      user_expressions={"r": expression})
         result = self._check(reply, "r")

@@ -1,6 +1,6 @@
 """A 200 MB file pushed and pulled over the contents transport with bounded memory: the
-transfer runs in a fresh process that reports its peak RSS growth (ru_maxrss) over its
-resident size before the transfer, so memory that grew with the file would show."""
+transfer runs in a fresh process that samples its resident size every 2 ms and reports the
+peak over its size before each transfer, so memory that grew with the file would show."""
 
 from __future__ import annotations
 
@@ -19,23 +19,34 @@ from binder_autorun.launch import LocalServer
 SIZE = 200 * 1024 * 1024
 
 SCRIPT = r"""
-import io, json, os, resource, sys, time
+import io, json, os, resource, sys, threading, time
 from binder_autorun.server import JupyterServer, ServerInfo
 from binder_autorun.session import KernelSession
 from binder_autorun.transfer import Transfer, open_transport
 url, token, path, local = sys.argv[1:5]
 session = KernelSession.start(JupyterServer(ServerInfo(url, token)), "python3", path=path)
 transport = open_transport(session, "auto")
-def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 def now():
     with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-base = now(); out = io.StringIO()  # growth = peak during the transfer - resident size before it
-t = time.monotonic(); pushed = Transfer(transport, local, out=out).push(["big.bin"]); push_s = time.monotonic() - t
-after_push = peak()
-t = time.monotonic(); pulled = Transfer(transport, local, out=out).pull(["big.bin"], to="back"); pull_s = time.monotonic() - t
-after_pull = peak()
+class Peak:  # resident size sampled every 2 ms during the transfer, minus the size before it
+    def __enter__(self):
+        self.base = self.top = now(); self.done = False
+        self.thread = threading.Thread(target=self.sample); self.thread.start(); return self
+    def sample(self):
+        while not self.done:
+            self.top = max(self.top, now()); time.sleep(0.002)
+    def __exit__(self, *exc):
+        self.done = True; self.thread.join(); self.growth = self.top - self.base
+out = io.StringIO()
+t = time.monotonic()
+with Peak() as push_peak: pushed = Transfer(transport, local, out=out).push(["big.bin"])
+push_s = time.monotonic() - t
+t = time.monotonic()
+with Peak() as pull_peak: pulled = Transfer(transport, local, out=out).pull(["big.bin"], to="back")
+pull_s = time.monotonic() - t
+after_push, after_pull, base = push_peak.growth, pull_peak.growth, 0
 session.shutdown()
-print(json.dumps({"push_s": push_s, "pull_s": pull_s, "push_growth": after_push - base, "pull_growth": after_pull - base,
+print(json.dumps({"push_s": push_s, "pull_s": pull_s, "push_growth": after_push, "pull_growth": after_pull,
                   "pushed": pushed.bytes, "pulled": pulled.bytes, "out": out.getvalue(), "transport": type(transport).__name__}))
 """
 
