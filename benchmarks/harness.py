@@ -320,8 +320,9 @@ class RawKernelWS:
         return self.wait(lambda m: m.parent_id == msg_id and m.msg_type == "status"
                          and m.content.get("execution_state") == "idle")
 
-    def execute(self, code: str, keep_outputs: bool = True,
-                on_msg: Callable[[WireMsg], None] | None = None) -> CellRun:
+    def execute(self, code: str, keep_outputs: bool = True, on_msg: Callable[[WireMsg], None] | None = None,
+                timeout: float = 600.0) -> CellRun:
+        """Run ``code``; TimeoutError if its reply and idle are not in after ``timeout`` s."""
         t0 = now()
         msg_id = self.send("execute_request", {"code": code, "silent": False, "store_history": True,
                                                "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
@@ -329,6 +330,8 @@ class RawKernelWS:
         idle = False
         outputs: list[tuple[float, str, dict[str, Any]]] = []
         while reply is None or not idle:
+            if now() - t0 > timeout:  # the server's pings keep recv() from timing out by itself
+                raise TimeoutError(f"raw cell did not finish within {timeout:g} s: {code[:60]!r}")
             msg = self.recv()
             if msg.parent_id != msg_id:
                 continue
