@@ -34,9 +34,9 @@ def test_output_after_the_cell_ended_lands_under_its_cell(frontend: Frontend) ->
     for run in range(RUNS):
         msg_id, reply = frontend.execute(
             f"threading.Thread(target=lambda: (time.sleep(0.05), print('late {run}'))).start()\n"
-            f"async def later():\n    await asyncio.sleep(0.05)\n    print('task {run}')\n"
+            f"async def later():\n    await asyncio.sleep(0.15)\n    print('task {run}')\n"
             f"asyncio.ensure_future(later())\n"
-            f"threading.Thread(target=lambda: (time.sleep(0.08), display({{'text/plain': 'shown {run}'}}, raw=True))).start()\n"
+            f"threading.Thread(target=lambda: (time.sleep(0.25), display({{'text/plain': 'shown {run}'}}, raw=True))).start()\n"
         )
         assert reply["content"]["status"] == "ok"
         frontend.wait_for(lambda m, i=msg_id: m["msg_type"] == "display_data" and Frontend.parent(m) == i, timeout=10)
