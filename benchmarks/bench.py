@@ -20,8 +20,10 @@ import os
 import sys
 import traceback
 
-from harness import (BASE_URL, Context, LocalServer, Report, busy_cpu_seconds, environment, now, own_cpu_seconds,
-                     remove_temp_dirs, temp_dir, uptime)
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout (benchmarks/, tests/)
+
+from harness import (BASE_URL, Context, LocalServer, Report, busy_cpu_seconds, environment, now,  # noqa: E402
+                     own_cpu_seconds, remove_temp_dirs, temp_dir, uptime)
 
 MEASURES = ["latency", "bulk", "small_messages", "comms", "far", "launch", "recovery"]
 
