@@ -26,7 +26,7 @@ from traitlets.config import Configurable
 from . import wire
 from .assist import RemoteAssist
 from .bridge import Bridge
-from .errors import AuthError, BinderAutorunError, ConnectionLost, NotConnected, RemoteError
+from .errors import AuthError, BinderAutorunError, ConnectionLost, NotConnected, RemoteError, ServerError
 from .frontend import frontend_for
 from .launch import GatewayConfig, LocalServer, Target, default_binderhub, launch
 from .launch.gateway import gateway_session
@@ -297,11 +297,7 @@ class BinderAutorun(Configurable):
                     session = gateway_session(target.options["config"], kernel_name or None, kernel_id)
                 else:
                     server = JupyterServer(launched.info)
-                    if target.kind == "url":
-                        server.api_info()  # a clear sentence if the URL is not a Jupyter server; launchers know theirs is
-                    if self.kernel_path and not kernel_id:
-                        server.require_folder(self.kernel_path)
-                    session = KernelSession.attach(server, kernel_id) if kernel_id else KernelSession.start(server, kernel_name or None, self.kernel_path)
+                    session = self._open_session(server, target, kernel_name, kernel_id)
             except BaseException:
                 self._stop_local_server()
                 raise
@@ -320,6 +316,32 @@ class BinderAutorun(Configurable):
         self._align_counts_at_connect()
         self.activate()
         _notice(self._connected_line("connected to"))
+
+    def _open_session(self, server: JupyterServer, target: Target, kernel_name: str, kernel_id: str) -> KernelSession:
+        """Start (or attach) the kernel in as few round trips as the server allows.
+
+        Starting a kernel is itself authenticated, so it already proves the URL and the
+        token; only when it fails is the server asked what it is, to say why in one sentence.
+        """
+        try:
+            if self.kernel_path and not kernel_id:
+                server.require_folder(self.kernel_path)
+            if kernel_id:
+                return KernelSession.attach(server, kernel_id)
+            return KernelSession.start(server, kernel_name or None, self.kernel_path)
+        except (AuthError, ConnectionLost):
+            raise
+        except ServerError as failed:
+            if target.kind != "url":
+                raise  # launchers know theirs is a Jupyter server
+            try:
+                server.api_info()
+            except ServerError:
+                raise ServerError(
+                    f"{server.url} does not look like a Jupyter server (it has no /api); check the URL, "
+                    "base path included (e.g. https://host/user/name/)."
+                ) from None
+            raise failed
 
     def _reattach(self, target: Target, kernel_name: str) -> KernelSession | None:
         """Reuse a still-live server (and kernel) saved for ``target``; drop it if dead."""

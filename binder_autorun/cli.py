@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import nbformat
 from traitlets import Bool, Float, Unicode
@@ -35,6 +34,7 @@ from .errors import BinderAutorunError, LaunchError, ServerError
 from .launch import GatewayConfig, Launched, Target, default_binderhub, launch
 from .launch.gateway import TOKEN_ENV as GATEWAY_TOKEN_ENV
 from .launch.gateway import GatewayInfo, gateway_session
+from .sync import RunFiles
 from .server import JupyterServer, ServerInfo, token_in_url
 
 try:
@@ -312,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=0, help="Interrupt any cell (local ones too) after this many "
                      "seconds (default: never).")
     run.add_argument("-q", "--quiet", action="store_true", help="No per-cell progress.")
+    run.add_argument("--push", nargs="+", action="extend", default=[], metavar="PATH", help="Copy these local files, folders "
+                     "or globs (relative to the notebook's folder) to the remote kernel's folder before the first cell.")
+    run.add_argument("--pull", nargs="+", action="extend", default=[], metavar="PATH", help="Copy these remote files, "
+                     "folders or globs into the notebook's folder after the last cell.")
+    run.add_argument("--sync", action="store_true", help="Push the notebook's folder before the run (unchanged files "
+                     "skipped) and pull back what the run created or changed there.")
     return parser
 
 
@@ -374,6 +380,12 @@ def _execute(
         on_cell_executed=_executed(progress, args.quiet),
     )
     progress.timed_out = lambda: client.timed_out
+    files = None
+    if args.push or args.pull or args.sync:
+        if remote is None:
+            raise BinderAutorunError("--push, --pull and --sync need a target (--url, --local, -r, --jupyterhub or --gateway).")
+        files = RunFiles(remote.server, remote.kernel_id, folder, args.push, args.pull, args.sync)
+        files.before()
     status = 0
     try:
         client.run()
@@ -400,6 +412,12 @@ def _execute(
         progress.end_line("failed")
         print(f"binder-autorun: {exc}", file=sys.stderr)
         status = 1
+    if files is not None and status not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        try:
+            files.after()
+        except BinderAutorunError as exc:
+            print(f"binder-autorun: {exc}", file=sys.stderr)
+            status = status or 1
     with _sigint_ignored():
         if kernelspec is not None:
             notebook.metadata["kernelspec"] = kernelspec  # the notebook's own, not the local helper's
@@ -448,7 +466,7 @@ class _RemoteKernel:
                     "choose one with --kernel-name."
                 )
         if path:
-            _check_folder(server, path)
+            server.require_folder(path)
         kernel_id = str(server.start_kernel(kernel_name or None, path)["id"])
         kernel = cls(server, kernel_id, {})
         try:
@@ -477,13 +495,6 @@ def _language_info(server: JupyterServer, kernel_id: str) -> dict[str, Any]:
         return dict(session.kernel_info.get("language_info") or {})
     finally:
         session.close()
-
-
-def _check_folder(server: JupyterServer, path: str) -> None:
-    """A kernel started in a folder that does not exist silently runs in its parent: refuse instead."""
-    response = server.request("GET", f"api/contents/{quote(path.strip('/'))}", params={"content": "0"}, expect=(200, 404))
-    if response.status_code != 200 or response.json().get("type") != "directory":
-        raise ServerError(f"The server at {server.url} has no folder {path!r} for --cwd (it is relative to the server's root).")
 
 
 def _read_notebook(path: Path) -> Any:

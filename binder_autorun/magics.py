@@ -114,6 +114,8 @@ class BinderMagics(Magics):
               help="Start a private jupyter_server on 127.0.0.1 serving DIR (default: the current directory).")
     @argument("--kernel-name", default="", help="Kernel spec to start (default: the server's default).")
     @argument("--kernel-id", default="", help="Attach to this running kernel instead of starting one.")
+    @argument("--sync", nargs="?", const=".", default=None, metavar="DIR",
+              help="Mirror DIR (default: the working directory) around each remote cell (see %%binder_sync).")
     @argument("--cwd", default=None, metavar="DIR", help="Start the kernel in DIR, relative to the server's root "
               "(default: the root, where a notebook opened there would run).")
     @argument("--relaunch", action="store_true", help="Launch a fresh server for the last target (after a cull or crash).")
@@ -148,6 +150,8 @@ class BinderMagics(Magics):
             autorun.connect_url(args.url, args.token, kernel_name=args.kernel_name, kernel_id=args.kernel_id)
         else:
             autorun.resume()
+        if args.sync is not None:
+            autorun.start_sync(args.sync.strip("'\""))
 
     @magic_arguments()
     @_help

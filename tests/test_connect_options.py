@@ -3,6 +3,8 @@ URL pasted with its token, which must then vanish from the notebook's history.""
 
 from __future__ import annotations
 
+import http.server
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +43,33 @@ def test_a_pasted_url_with_its_token_connects_and_leaves_no_token_in_history(ker
     assert remote_server.token not in connected.text
     history = kernel.execute("%%local\nprint(In[-2], _ih[-2])")
     assert remote_server.token not in history.text and "token=<hidden>" in history.text
+
+
+@pytest.mark.timeout(60)
+def test_a_url_that_is_no_jupyter_server_is_one_sentence(kernel: LocalKernel, tmp_path: Path) -> None:
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        result = kernel.execute(f"%binder_on --url http://127.0.0.1:{web.server_port}/ --token t")
+    finally:
+        web.shutdown()
+    assert result.reply["status"] == "error"
+    [error] = result.of("error")
+    assert "does not look like a Jupyter server" in error["evalue"] and len(error["traceback"]) == 1
+
+
+@pytest.mark.timeout(90)
+def test_binder_on_sync_mirrors_a_folder_from_the_start(tmp_path: Path, own_server: LocalServer) -> None:
+    local = LocalKernel(tmp_path)
+    try:
+        (tmp_path / "proj").mkdir()
+        (tmp_path / "proj" / "in.txt").write_text("input")
+        assert local.execute("%load_ext binder_autorun").reply["status"] == "ok"
+        connected = local.execute(f"%binder_on --url {own_server.url} --token {own_server.token} --sync proj")
+        assert connected.reply["status"] == "ok", connected.text
+        assert (Path(own_server.root_dir) / "proj" / "in.txt").read_text() == "input"
+        wrote = local.execute("open('proj/out.txt', 'w').write('output')")
+        assert wrote.reply["status"] == "ok", wrote.text
+        assert (tmp_path / "proj" / "out.txt").read_text() == "output"
+    finally:
+        local.shutdown()
