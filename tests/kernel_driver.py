@@ -14,6 +14,8 @@ from typing import Any
 
 from jupyter_client.manager import KernelManager
 
+from binder_autorun.autorun import TOKEN_ENV
+
 
 @dataclass
 class Result:
@@ -121,3 +123,12 @@ class LocalKernel:
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+
+
+def routed_kernel(cwd: Path, url: str, token: str) -> LocalKernel:
+    """A local kernel in remote mode on the server at ``url`` (the token travels in the environment)."""
+    local = LocalKernel(cwd, env={TOKEN_ENV: token})
+    for code in ("%load_ext binder_autorun", f"%binder_on --url {url}"):
+        result = local.execute(code)
+        assert result.reply["status"] == "ok", result.text
+    return local

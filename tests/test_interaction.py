@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from binder_autorun.cli import TOKEN_ENV
 from binder_autorun.launch import LocalServer
 
-from .kernel_driver import LocalKernel
+from .kernel_driver import LocalKernel, routed_kernel
 
 
 @pytest.fixture
@@ -27,10 +26,7 @@ def kernel(tmp_path: Path) -> Iterator[LocalKernel]:
 @pytest.fixture
 def routed(remote_server: LocalServer, tmp_path: Path) -> Iterator[LocalKernel]:
     """A local kernel in remote mode on the shared server (token via the environment)."""
-    local = LocalKernel(tmp_path, env={TOKEN_ENV: remote_server.token})
-    assert local.execute("%load_ext binder_autorun").reply["status"] == "ok"
-    result = local.execute(f"%binder_on --url {remote_server.url}")
-    assert result.reply["status"] == "ok", result.text
+    local = routed_kernel(tmp_path, remote_server.url, remote_server.token)
     yield local
     local.shutdown()
 

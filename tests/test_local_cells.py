@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from binder_autorun.assist import with_own_magics
-from binder_autorun.cli import TOKEN_ENV
 from binder_autorun.launch import LocalServer
 
-from .kernel_driver import LocalKernel, Result
+from .kernel_driver import LocalKernel, Result, routed_kernel
 
 PID = "__import__('os').getpid()"
 
@@ -22,10 +21,7 @@ PID = "__import__('os').getpid()"
 @pytest.fixture
 def routed(remote_server: LocalServer, tmp_path: Path) -> Iterator[LocalKernel]:
     """A local kernel in remote mode on the shared server (token via the environment)."""
-    local = LocalKernel(tmp_path, env={TOKEN_ENV: remote_server.token})
-    assert local.execute("%load_ext binder_autorun").reply["status"] == "ok"
-    result = local.execute(f"%binder_on --url {remote_server.url}")
-    assert result.reply["status"] == "ok", result.text
+    local = routed_kernel(tmp_path, remote_server.url, remote_server.token)
     yield local
     local.shutdown()
 
@@ -49,7 +45,7 @@ def test_code_that_magics_run_inside_a_local_cell_stays_local(routed: LocalKerne
         "%%local\n%%time\nimport os; a = os.getpid()",
         f"%%local\n%time b = {PID}",
         f"%%local\nc = []\n%timeit -n1 -r1 c.append({PID})",
-        f"%%local\n%%timeit -n1 -r1 import os\nget_ipython().user_ns['d'] = os.getpid()",
+        "%%local\n%%timeit -n1 -r1 import os\nget_ipython().user_ns['d'] = os.getpid()",
         f"%%local\n%%prun -q\ne = {PID}",
         f"%%local\n%%capture captured\nf = {PID}\nprint('captured text')",
         f"%%local\nget_ipython().run_cell({'g = ' + PID!r})",
@@ -59,7 +55,7 @@ def test_code_that_magics_run_inside_a_local_cell_stays_local(routed: LocalKerne
         assert result.reply["status"] == "ok", f"{cell!r}: {result.text}"
         assert "captured text" not in result.text
     names = "abcdefg"
-    assert value(routed.execute(f"%%local\n[a, b, c[0], d, e, f, g]")) == str([local_pid] * len(names))
+    assert value(routed.execute("%%local\n[a, b, c[0], d, e, f, g]")) == str([local_pid] * len(names))
     # nothing of it reached the remote kernel
     assert value(routed.execute(f"[n for n in {names!r} if n in globals()]")) == "[]"
     assert int(value(routed.execute(PID))) == remote_pid

@@ -9,20 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from binder_autorun.cli import TOKEN_ENV
 from binder_autorun.launch import LocalServer
 
 from .conftest import BASE_URL
-from .kernel_driver import LocalKernel
+from .kernel_driver import LocalKernel, routed_kernel
 from .tcp_proxy import TcpProxy
-
-
-def _routed_kernel(tmp_path: Path, url: str, token: str) -> LocalKernel:
-    local = LocalKernel(tmp_path, env={TOKEN_ENV: token})
-    assert local.execute("%load_ext binder_autorun").reply["status"] == "ok"
-    connect = local.execute(f"%binder_on --url {url}")
-    assert connect.reply["status"] == "ok", connect.text
-    return local
 
 
 Connect = Callable[[str, str], LocalKernel]
@@ -34,7 +25,7 @@ def connect(tmp_path: Path) -> Iterator[Connect]:
     kernels: list[LocalKernel] = []
 
     def make(url: str, token: str) -> LocalKernel:
-        kernels.append(_routed_kernel(tmp_path, url, token))
+        kernels.append(routed_kernel(tmp_path, url, token))
         return kernels[-1]
 
     yield make

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from binder_autorun.cli import TOKEN_ENV
 from binder_autorun.launch import LocalServer
 from binder_autorun.router import stays_local
 
-from .kernel_driver import LocalKernel, Result
+from .kernel_driver import LocalKernel, Result, routed_kernel
 
 
 def sha(path: Path) -> str:
@@ -32,10 +31,7 @@ def local_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def routed(remote_server: LocalServer, local_dir: Path) -> Iterator[LocalKernel]:
-    kernel = LocalKernel(local_dir, env={TOKEN_ENV: remote_server.token})
-    assert kernel.execute("%load_ext binder_autorun").reply["status"] == "ok"
-    result = kernel.execute(f"%binder_on --url {remote_server.url}")
-    assert result.reply["status"] == "ok", result.text
+    kernel = routed_kernel(local_dir, remote_server.url, remote_server.token)
     yield kernel
     kernel.shutdown()
 

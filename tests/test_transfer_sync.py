@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from binder_autorun.cli import TOKEN_ENV
 from binder_autorun.launch import LocalServer
 
-from .kernel_driver import LocalKernel, Result
+from .kernel_driver import LocalKernel, Result, routed_kernel
 
 
 @pytest.fixture
@@ -26,9 +25,7 @@ def local_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def routed(remote_server: LocalServer, local_dir: Path) -> Iterator[LocalKernel]:
-    kernel = LocalKernel(local_dir, env={TOKEN_ENV: remote_server.token})
-    assert kernel.execute("%load_ext binder_autorun").reply["status"] == "ok"
-    assert kernel.execute(f"%binder_on --url {remote_server.url}").reply["status"] == "ok"
+    kernel = routed_kernel(local_dir, remote_server.url, remote_server.token)
     yield kernel
     kernel.shutdown()
 
