@@ -1,298 +1,77 @@
-"""``binder-autorun run``: execute a whole notebook with every cell on a remote kernel.
+"""``binder-autorun run``: execute notebooks with every cell on a remote kernel.
 
-A local ipykernel (always Python: it hosts the extension) runs the notebook
-through nbclient, so ``%%local`` cells, tags and errors behave as in nbclient.
-The notebook's kernelspec chooses the *remote* kernel, which the command starts
-itself, before any cell, in the notebook's folder for ``--local`` (``--cwd``
-otherwise); the local kernel then attaches to it silently, so no cell of the
-saved notebook holds the connection, and the token only travels in the
-kernel's environment.
+A local ipykernel (always Python: it hosts the extension) runs each notebook
+through nbclient (:mod:`.routed_client`), so ``%%local`` cells, tags and
+errors behave as in nbclient. The notebook's kernelspec chooses the *remote*
+kernel, which the command starts itself, before any cell, in the notebook's
+folder for ``--local`` (``--cwd`` otherwise); the local kernel then attaches
+to it silently, so no cell of the saved notebook holds the connection, and
+the token only travels in the kernel's environment.
 
 Like ``jupyter nbconvert --execute``: ``--timeout`` covers every cell, local
 ones included; Ctrl-C stops after saying where, writes what ran and stops
-what it started.
+what it started. Like ``papermill``: ``-p``/``-f``/``-y`` parameters
+(:mod:`.parameters`) and ``--log-output``. Several notebooks (or a folder)
+share one launched server, each on fresh kernels (:mod:`.batch`).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
 import signal
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import nbformat
-from traitlets import Bool, Float, Unicode
 
+from . import parameters as params
 from .autorun import TOKEN_ENV
-from .errors import BinderAutorunError, LaunchError, ServerError
+from .batch import Job, Outcome, batch_status, plan, print_summary
+from .errors import BinderAutorunError, ServerError
 from .launch import GatewayConfig, Launched, Target, default_binderhub, launch
 from .launch.gateway import TOKEN_ENV as GATEWAY_TOKEN_ENV
 from .launch.gateway import GatewayInfo, gateway_session
-from .sync import RunFiles
+from .routed_client import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    LOCAL_KERNEL,
+    CellExecutionError,
+    CellTimeoutError,
+    DeadKernelError,
+    OutputLog,
+    Progress,
+    RoutedNotebookClient,
+    RunInterrupted,
+    _remote_count,
+)
 from .server import JupyterServer, ServerInfo, token_in_url
+from .sync import RunFiles
 
-try:
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-    from nbclient.util import ensure_async
-except ImportError:  # pragma: no cover - the CLI needs the [cli] extra
-    NotebookClient = object  # type: ignore[assignment,misc]
-    CellExecutionError = CellTimeoutError = DeadKernelError = Exception  # type: ignore[assignment,misc]
+__all__ = ["TOKEN_ENV", "RoutedNotebookClient", "build_parser", "main"]
 
 log = logging.getLogger(__name__)
-
-#: the local kernel hosts the extension, so it is Python whatever the notebook's language
-LOCAL_KERNEL = "python3"
-#: exit status after Ctrl-C (128 + SIGINT) and after SIGTERM (128 + SIGTERM), as shells report them
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-#: seconds a cell may take to stop after the first Ctrl-C before the run is cut short
-INTERRUPT_GRACE = 10.0
-
-
-class RunInterrupted(Exception):
-    """The run was stopped by Ctrl-C or SIGTERM (raised out of the client, never shown as a traceback)."""
-
-    @property
-    def status(self) -> int:
-        """The command's exit status for this stop."""
-        return EXIT_TERMINATED if str(self) == "terminated" else EXIT_INTERRUPTED
-
-
-class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
-    """nbclient whose kernel routes every cell to the Jupyter server at ``server_url``.
-
-    The saved ``execution_count`` of each cell is the remote one (nbclient on
-    its own numbers cells by position). ``cell_timeout`` interrupts any cell,
-    local or remote, that runs longer (a second expiry stops the run). Run by
-    :meth:`run`, the first Ctrl-C interrupts the running cell and stops after
-    it, a second one (or a cell that ignores the first) stops at once, as
-    SIGTERM does.
-    """
-
-    server_url = Unicode(help="Jupyter server to route cells to (its token comes from BINDER_AUTORUN_TOKEN).").tag(config=True)
-    remote_kernel_name = Unicode("", help="Kernel spec to start on the remote server.").tag(config=True)
-    remote_kernel_id = Unicode("", help="Attach to this running remote kernel instead of starting one.").tag(config=True)
-    remote_gateway = Bool(False, help="server_url is a kernel gateway (its token comes from JUPYTER_GATEWAY_AUTH_TOKEN).").tag(config=True)
-    cell_timeout = Float(0.0, help="Interrupt any cell that runs longer than this (seconds; 0: never).").tag(config=True)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: "interrupted" once Ctrl-C was pressed, "terminated" after SIGTERM
-        self.stop_reason = ""
-        #: 1-based number of the code cell that runs (or ran last); 0 before the first
-        self.code_cell = 0
-        self.code_cells = sum(cell.cell_type == "code" for cell in self.nb.cells)
-        #: True while a cell (or the connect) runs in the local kernel
-        self.busy = False
-        #: whether a cell was running when Ctrl-C was pressed (else it came between cells)
-        self.stopped_busy = False
-        #: the code cell number whose --timeout expired (0: none)
-        self.timed_out = 0
-        self._task: asyncio.Task[Any] | None = None
-        self._cleaning = False
-
-    # -- connecting -------------------------------------------------------------
-
-    async def async_start_new_kernel(self, **kwargs: Any) -> None:
-        self._take_sigint()  # nbclient's own handler would kill the kernel under a running cell
-        await super().async_start_new_kernel(**kwargs)
-
-    async def async_start_new_kernel_client(self) -> Any:
-        self._take_sigint()
-        kc = await super().async_start_new_kernel_client()
-        if not self.server_url:
-            return kc  # the notebook connects itself with its own %binder_on cell
-        where = f"--gateway {self.server_url}" if self.remote_gateway else f"--url {self.server_url}"
-        if self.remote_kernel_id:
-            options = f"{where} --kernel-id {self.remote_kernel_id}"
-        else:
-            options = where + (f" --kernel-name {self.remote_kernel_name}" if self.remote_kernel_name else "")
-        code = (
-            f"%load_ext binder_autorun\n%binder_on {options}\n%config BinderAutorun.managed = True\n"
-            f"__import__('os').environ.pop({TOKEN_ENV!r}, None)\n"  # connected: no cell needs to see it
-        )
-        if self.remote_gateway:
-            code += f"__import__('os').environ.pop({GATEWAY_TOKEN_ENV!r}, None)\n"
-        self._check_stop()
-        self.busy = True
-        try:
-            msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
-            reply = await self.async_wait_for_reply(msg_id)
-        finally:
-            self.busy = False
-        self._check_stop()
-        content = (reply or {}).get("content", {})
-        if content.get("status") != "ok":
-            raise BinderAutorunError(str(content.get("evalue") or "Could not switch the kernel to remote mode."))
-        return kc
-
-    # -- cells ----------------------------------------------------------------------
-
-    async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
-        self._check_stop()
-        if cell.cell_type == "code":
-            self.code_cell += 1
-        self.busy = True
-        try:
-            result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
-        finally:
-            self.busy = False
-        self._check_stop()  # a cell that caught the interrupt (or --allow-errors) still ends the run
-        return result
-
-    def _get_timeout(self, cell: Any) -> Any:
-        if self.cell_timeout and cell is not None:
-            return self.cell_timeout
-        return super()._get_timeout(cell)
-
-    async def _async_handle_timeout(self, timeout: Any, cell: Any = None) -> dict[str, Any] | None:
-        """Interrupt the cell (local or remote alike) and say so in its output; stop if it goes on."""
-        if cell is None or not self.cell_timeout:
-            return await super()._async_handle_timeout(timeout, cell)
-        if self.timed_out == self.code_cell:
-            self.shutdown_kernel = "immediate"  # a busy kernel would not answer a polite shutdown
-            raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out (and ignored the interrupt)", timeout, cell)
-        self.timed_out = self.code_cell
-        log.info("cell %d ran longer than %g s; interrupting it", self.code_cell, timeout)
-        cell.outputs.append(nbformat.v4.new_output(
-            "stream", name="stderr", text=f"binder-autorun: the cell ran longer than {timeout:g} s (--timeout) and was interrupted.\n",
-        ))
-        await self._interrupt_kernel()
-        return None
-
-    # -- Ctrl-C ---------------------------------------------------------------------
-
-    async def async_run(self) -> None:
-        """Execute the notebook in this task, taking over Ctrl-C (see the class docstring)."""
-        self._task = asyncio.current_task()
-        self._take_sigint()
-        try:
-            await self.async_execute()
-        except BaseException:
-            if self.stop_reason:
-                raise RunInterrupted(self.stop_reason) from None
-            raise
-        if self.stop_reason:  # pressed while the last cell ended
-            raise RunInterrupted(self.stop_reason)
-
-    def run(self) -> None:
-        """Execute the notebook on a fresh event loop; raises RunInterrupted after Ctrl-C."""
-        asyncio.run(self.async_run())
-
-    async def _async_cleanup_kernel(self) -> None:
-        self._cleaning = True  # a Ctrl-C now must not cut the local kernel's shutdown short
-        try:
-            await super()._async_cleanup_kernel()
-        finally:
-            self._cleaning = False
-
-    def _take_sigint(self) -> None:
-        if self._task is None:
-            return  # not started by run(): leave signals to whoever runs us
-        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGINT, self._on_sigint)
-            loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
-
-    def _on_sigint(self) -> None:
-        if self._cleaning:
-            return
-        if self.stop_reason:
-            self._stop_now()
-            return
-        self.stop_reason = "interrupted"
-        self.stopped_busy = self.busy
-        log.info("Ctrl-C: interrupting cell %d and stopping after it", self.code_cell)
-        if self.busy:
-            asyncio.ensure_future(self._interrupt_kernel())
-            asyncio.get_running_loop().call_later(INTERRUPT_GRACE, self._stop_now)
-
-    def _on_sigterm(self) -> None:
-        if not self.stop_reason:
-            self.stop_reason = "terminated"
-            self.stopped_busy = self.busy
-        self._stop_now()
-
-    def _stop_now(self) -> None:
-        if self._cleaning or self._task is None or self._task.done():
-            return
-        self.shutdown_kernel = "immediate"  # its cell did not stop: do not wait for it
-        self._task.cancel()
-
-    async def _interrupt_kernel(self) -> None:
-        if self.km is not None:
-            try:
-                await ensure_async(self.km.interrupt_kernel())
-            except Exception:  # noqa: BLE001 - a kernel that is gone needs no interrupt
-                log.info("could not interrupt the local kernel", exc_info=True)
-
-    def _check_stop(self) -> None:
-        if self.stop_reason:
-            raise RunInterrupted(self.stop_reason)
-
-
-def _remote_count(cell: Any, execute_reply: dict[str, Any] | None, **_: Any) -> None:
-    count = (execute_reply or {}).get("content", {}).get("execution_count")
-    if count:
-        cell["execution_count"] = count
-
-
-class Progress:
-    """One line per code cell on stderr: index, first source line, status, time."""
-
-    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
-        self.total = total
-        self.stream = stream
-        self.started = 0.0
-        self.done_cells = 0
-        self.open_line = False
-        #: set by the client: the number of the cell whose --timeout expired
-        self.timed_out = lambda: 0
-
-    def start(self, cell: Any, cell_index: int, **_: Any) -> None:
-        if cell.cell_type != "code":
-            return
-        self.end_line("skipped")  # the previous cell never ran (empty, or tagged skip-execution)
-        self.started = time.monotonic()
-        self.done_cells += 1
-        head = (cell.source.strip().splitlines() or [""])[0][:60]
-        self.stream.write(f"[{self.done_cells}/{self.total}] {head} ... ")
-        self.stream.flush()
-        self.open_line = True
-
-    def done(self, cell: Any, execute_reply: dict[str, Any] | None = None, **_: Any) -> None:
-        status = (execute_reply or {}).get("content", {}).get("status", "?")
-        if self.timed_out() == self.done_cells:
-            status = "timed out"
-        count = cell.get("execution_count")
-        self.end_line(f"{status} (In [{count}], {time.monotonic() - self.started:.1f} s)")
-
-    def end_line(self, text: str) -> None:
-        """Finish the cell's line (e.g. "interrupted" when it never ended)."""
-        if self.open_line:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self.open_line = False
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``binder-autorun`` command line."""
     parser = argparse.ArgumentParser(prog="binder-autorun", description="Run notebooks on a remote Jupyter kernel.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="Execute a notebook with every cell on a remote kernel.")
-    run.add_argument("notebook", type=Path)
+    run = commands.add_parser("run", help="Execute notebooks with every cell on a remote kernel.",
+                              description="Execute notebooks with every cell on a remote kernel. Several notebooks "
+                              "(or a folder of them) share one launched server, each on fresh kernels.")
+    run.add_argument("notebooks", type=Path, nargs="+", metavar="NOTEBOOK",
+                     help="Notebooks to run, or folders (their *.ipynb, sorted; not *.remote.ipynb outputs).")
     target = run.add_mutually_exclusive_group()
     target.add_argument("--url", help="A running Jupyter server, as Jupyter prints it (a ?token=... in it is used; "
                         "else --token or BINDER_AUTORUN_TOKEN). Without a target, the notebook's own %%binder_on cell connects.")
     target.add_argument("--local", nargs="?", const="", metavar="DIR",
-                        help="Start a private local jupyter_server serving DIR (default: the notebook's folder).")
+                        help="Start a private local jupyter_server serving DIR (default: the notebook's folder; with several, their common folder).")
     target.add_argument("-r", "--repo", help="Build and launch this repository through a BinderHub first.")
     target.add_argument("--jupyterhub", metavar="HUB", help="Start (or reuse) your server on this JupyterHub first.")
     target.add_argument("--gateway", nargs="?", const="", metavar="URL",
@@ -307,38 +86,38 @@ def build_parser() -> argparse.ArgumentParser:
                      "else the server's default).")
     run.add_argument("--cwd", default=None, metavar="DIR", help="Working directory of the remote kernel, relative to the "
                      "server's root (default: the notebook's folder with --local, else the server's root).")
-    run.add_argument("-o", "--output", type=Path, help="Where to write the executed notebook (default: NAME.remote.ipynb).")
+    run.add_argument("-o", "--output", type=Path, help="Where to write the executed notebook (default: NAME.remote.ipynb "
+                     "beside it); with several notebooks, the folder to write their NAME.remote.ipynb into.")
     run.add_argument("--allow-errors", action="store_true", help="Go on after a cell fails.")
     run.add_argument("--timeout", type=float, default=0, help="Interrupt any cell (local ones too) after this many "
                      "seconds (default: never).")
     run.add_argument("-q", "--quiet", action="store_true", help="No per-cell progress.")
+    run.add_argument("--log-output", action="store_true", help="Write each cell's outputs to the terminal as they "
+                     "arrive, as papermill does (stdout and stderr to their own, other outputs as text).")
+    run.add_argument("--fail-fast", action="store_true", help="With several notebooks, stop at the first one that fails "
+                     "(default: run the others).")
     run.add_argument("--push", nargs="+", action="extend", default=[], metavar="PATH", help="Copy these local files, folders "
                      "or globs (relative to the notebook's folder) to the remote kernel's folder before the first cell.")
     run.add_argument("--pull", nargs="+", action="extend", default=[], metavar="PATH", help="Copy these remote files, "
                      "folders or globs into the notebook's folder after the last cell.")
     run.add_argument("--sync", action="store_true", help="Push the notebook's folder before the run (unchanged files "
                      "skipped) and pull back what the run created or changed there.")
+    params.add_arguments(run.add_argument_group("parameters (as papermill takes them; papermill's -r is --parameters_raw here)"))
     return parser
 
 
 def run_notebook(args: argparse.Namespace) -> int:
-    """Execute ``args.notebook``; return the process exit status."""
-    notebook = _read_notebook(args.notebook)
-    output = _checked_output(args.output or args.notebook.with_name(args.notebook.stem + ".remote.ipynb"))
+    """Execute the notebooks of ``args`` on one launched server; return the process exit status."""
+    jobs, is_batch = plan(args.notebooks, args.output)  # every path checked before anything runs
+    parameters = params.collect(args)
     if args.cwd is not None and not _has_target(args):
         raise BinderAutorunError("--cwd needs a target (--url, --local, -r or --jupyterhub): without one the notebook connects itself.")
-    folder = args.notebook.resolve().parent
-    target = _target(args, folder)
+    target = _target(args, Path(os.path.commonpath([job.folder for job in jobs])))
     launched: Launched | None = None
-    remote: _RemoteKernel | None = None
     try:
         try:
             if target is not None:
                 launched = launch(target)
-                if target.kind == "gateway":
-                    remote = _RemoteKernel.start_gateway(target.options["config"], _remote_kernel_name(args, notebook), args.cwd or "")
-                else:
-                    remote = _RemoteKernel.start(launched.info, _remote_kernel_name(args, notebook), _kernel_path(args, target, folder))
         except KeyboardInterrupt:
             return _interrupted_before_cells(target)
         except BinderAutorunError as exc:
@@ -346,25 +125,84 @@ def run_notebook(args: argparse.Namespace) -> int:
                 print(f"binder-autorun: {exc}", file=sys.stderr)
                 return EXIT_INTERRUPTED
             raise
-        return _execute(args, notebook, output, folder, launched, remote)
+        if not is_batch:
+            return _run_one(args, jobs[0], target, launched, parameters).status
+        return _run_batch(args, jobs, target, launched, parameters)
     finally:
         with _sigint_ignored():  # cleaning up is short and must not be cut
-            if remote is not None:
-                remote.shutdown()
             if launched is not None and launched.local_server is not None:
                 launched.local_server.stop()
 
 
-def _execute(
-    args: argparse.Namespace, notebook: Any, output: Path, folder: Path, launched: Launched | None, remote: _RemoteKernel | None,
+def _run_batch(
+    args: argparse.Namespace, jobs: list[Job], target: Target | None, launched: Launched | None, parameters: dict[str, Any],
 ) -> int:
-    """Run the cells (the server and remote kernel are ready); write the notebook; return the exit status."""
+    """Run each notebook on fresh kernels; a failure stops the rest only with --fail-fast, a stop always does."""
+    outcomes: list[Outcome] = []
+    for number, job in enumerate(jobs, 1):
+        print(f"binder-autorun: notebook {number} of {len(jobs)}: {job.source}", file=sys.stderr)
+        started = time.monotonic()
+        try:
+            outcome = _run_one(args, job, target, launched, parameters)
+        except KeyboardInterrupt:
+            outcome = Outcome(job.source, "interrupted", EXIT_INTERRUPTED, output=None)
+            print(f"binder-autorun: interrupted while starting {job.source}'s kernel; it did not run.", file=sys.stderr)
+        except BinderAutorunError as exc:
+            print(f"binder-autorun: {exc}", file=sys.stderr)
+            outcome = Outcome(job.source, "failed", 2, f"0/{_code_cells(job.notebook)}")
+        if outcome.seconds is None:
+            outcome.seconds = time.monotonic() - started
+        outcomes.append(outcome)
+        if outcome.state in ("interrupted", "terminated") or (outcome.state == "failed" and args.fail_fast):
+            break
+    outcomes += [Outcome(job.source, "not run", cells=f"0/{_code_cells(job.notebook)}") for job in jobs[len(outcomes):]]
+    print_summary(outcomes, sys.stderr)
+    return batch_status(outcomes)
+
+
+def _run_one(
+    args: argparse.Namespace, job: Job, target: Target | None, launched: Launched | None, parameters: dict[str, Any],
+) -> Outcome:
+    """One notebook on a fresh remote kernel (started here, shut down after); the server is ready."""
+    started = time.monotonic()
+    remote: _RemoteKernel | None = None
+    try:
+        if target is not None and launched is not None:
+            try:
+                kernel_name = _remote_kernel_name(args, job.notebook)
+                if target.kind == "gateway":
+                    remote = _RemoteKernel.start_gateway(target.options["config"], kernel_name, args.cwd or "")
+                else:
+                    remote = _RemoteKernel.start(launched.info, kernel_name, _kernel_path(args, target, job.folder))
+            except KeyboardInterrupt:
+                status = _interrupted_before_cells(target)
+                return Outcome(job.source, "interrupted", status, f"0/{_code_cells(job.notebook)}", time.monotonic() - started)
+        outcome = _execute(args, job, launched, remote, parameters)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+    finally:
+        with _sigint_ignored():
+            if remote is not None:
+                remote.shutdown()
+
+
+def _execute(
+    args: argparse.Namespace, job: Job, launched: Launched | None, remote: _RemoteKernel | None, parameters: dict[str, Any],
+) -> Outcome:
+    """Run the cells (the server and remote kernel are ready); write the notebook; say how it ended."""
+    notebook, output, folder = job.notebook, job.output, job.folder
     if launched is not None:
         os.environ[TOKEN_ENV] = launched.info.token  # the local kernel inherits it; no cell holds it
         if isinstance(launched.info, GatewayInfo):
             os.environ[GATEWAY_TOKEN_ENV] = launched.info.token  # ahead of any other gateway token in the environment
+    if parameters:
+        language = str((remote.language_info.get("name") if remote else "") or params.notebook_language(notebook))
+        if not params.inject(notebook, parameters, language):
+            print(f"binder-autorun: {job.source} has no cell tagged 'parameters'; the parameters went into a new first cell.",
+                  file=sys.stderr)
+    started_at = datetime.now(timezone.utc)
     kernelspec = notebook.metadata.get("kernelspec")
-    progress = Progress(sum(cell.cell_type == "code" for cell in notebook.cells))
+    progress = Progress(_code_cells(notebook))
     client = RoutedNotebookClient(
         notebook,
         kernel_name=LOCAL_KERNEL,
@@ -378,6 +216,7 @@ def _execute(
         resources={"metadata": {"path": str(folder)}},
         on_cell_start=None if args.quiet else progress.start,
         on_cell_executed=_executed(progress, args.quiet),
+        on_output=OutputLog(None if args.quiet else progress) if args.log_output else None,
     )
     progress.timed_out = lambda: client.timed_out
     files = None
@@ -418,23 +257,27 @@ def _execute(
         except BinderAutorunError as exc:
             print(f"binder-autorun: {exc}", file=sys.stderr)
             status = status or 1
+    stopped = status in (EXIT_INTERRUPTED, EXIT_TERMINATED)
+    how = client.stop_reason or "interrupted"
+    cells = f"{client.code_cell}/{client.code_cells}"
+    state = how if stopped else "failed" if status else "ok"
     with _sigint_ignored():
         if kernelspec is not None:
             notebook.metadata["kernelspec"] = kernelspec  # the notebook's own, not the local helper's
         if remote is not None and remote.language_info:
             notebook.metadata["language_info"] = remote.language_info  # as the remote kernel reports it, like natively
-        stopped = status in (EXIT_INTERRUPTED, EXIT_TERMINATED)
-        how = client.stop_reason or "interrupted"
         if stopped and client.code_cell == 0:
             print(f"binder-autorun: {how} before the first cell; nothing ran, nothing was written.", file=sys.stderr)
-            return status
+            return Outcome(job.source, state, status, cells)
+        if parameters:
+            params.record_run(notebook, job.source, output, started_at, failed=bool(status))
         _write(notebook, output)
         if stopped:
             where = f"{'in' if client.stopped_busy else 'after'} cell {client.code_cell}"
             print(f"binder-autorun: {how} {where} of {client.code_cells}; wrote {output} with what ran.", file=sys.stderr)
         else:
             print(f"binder-autorun: wrote {output}", file=sys.stderr)
-    return status
+    return Outcome(job.source, state, status, cells, output=output)
 
 
 class _RemoteKernel:
@@ -496,33 +339,6 @@ def _language_info(server: JupyterServer, kernel_id: str) -> dict[str, Any]:
     finally:
         session.close()
 
-
-def _read_notebook(path: Path) -> Any:
-    """The notebook at ``path``, or one sentence saying why it cannot be run."""
-    if not path.exists():
-        raise BinderAutorunError(f"{path} does not exist; give the path of a notebook (.ipynb).")
-    if path.is_dir():
-        raise BinderAutorunError(f"{path} is a folder; give the path of a notebook (.ipynb).")
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return nbformat.read(handle, as_version=4)
-    except OSError as exc:
-        raise BinderAutorunError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for a file that is not a notebook
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise BinderAutorunError(f"{path} is not a Jupyter notebook ({reason.rstrip('.')}).") from None
-
-
-def _checked_output(path: Path) -> Path:
-    """``path`` if the executed notebook can be written there, checked before anything runs."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise BinderAutorunError(f"-o {path} is a folder; give a file name, like {path / 'out.ipynb'}.")
-    if not folder.is_dir():
-        raise BinderAutorunError(f"Cannot write {path}: the folder {folder} does not exist.")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise BinderAutorunError(f"Cannot write {path}: permission denied.")
-    return path
 
 
 def _write(notebook: Any, output: Path) -> None:
@@ -603,6 +419,10 @@ def _kernel_path(args: argparse.Namespace, target: Target, folder: Path) -> str:
             return "" if relative == "." else relative
         log.info("the notebook is outside %s; its remote kernel runs in that root", root)
     return ""
+
+
+def _code_cells(notebook: Any) -> int:
+    return sum(cell.cell_type == "code" for cell in notebook.cells)
 
 
 def _executed(progress: Progress, quiet: bool) -> Any:

@@ -75,7 +75,9 @@ def test_bad_paths_are_one_sentence_before_anything_runs(tmp_path: Path, capsys:
     assert _fails([str(tmp_path / "missing.ipynb"), *server], capsys) == (
         f"binder-autorun: {tmp_path / 'missing.ipynb'} does not exist; give the path of a notebook (.ipynb)."
     )
-    assert _fails([str(tmp_path), *server], capsys) == f"binder-autorun: {tmp_path} is a folder; give the path of a notebook (.ipynb)."
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _fails([str(empty), *server], capsys) == f"binder-autorun: {empty} holds no notebooks (*.ipynb) to run."
     text = tmp_path / "notes.ipynb"
     text.write_text("not json at all")
     assert _fails([str(text), *server], capsys).startswith(f"binder-autorun: {text} is not a Jupyter notebook (")
