@@ -25,12 +25,13 @@ setup(
     extras_require={
         # --local starts a private jupyter_server with ipykernel kernels
         "local": ["jupyter_server>=2.0", "ipykernel>=6.0"],
-        # `binder-autorun run` drives a local kernel through nbclient
-        "cli": ["nbclient>=0.8", "ipykernel>=6.0"],
+        # `binder-autorun run` drives a local kernel through nbclient; -f/-y parameters are YAML
+        "cli": ["nbclient>=0.8", "ipykernel>=6.0", "pyyaml>=5.1"],
         "test": [
             "jupyter_server>=2.0",
             "ipykernel>=6.0",
             "nbclient>=0.8",
+            "pyyaml>=5.1",
             "pytest>=7",
             "pytest-timeout>=2.1",
             "pexpect>=4.8",
