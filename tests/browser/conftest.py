@@ -2,7 +2,7 @@
 
 - ``lab``: one JupyterLab per session (local ipykernel kernels that can import
   binder_autorun; ``BINDER_AUTORUN_TOKEN`` = the remote server's token).
-- ``browser``: one chromium per session; ``page``: a fresh context per test.
+- ``browser``: one chromium per session, one context; ``page``: a page per test.
 - ``open_notebook(cells)``: writes a notebook and opens it (a page object).
 - ``remote``: the remote server, with the kernels a test started shut down after it.
 On a failed test a screenshot and the page's console log go to a tmp dir; the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,16 +45,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def lab(remote_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """A JupyterLab server on 127.0.0.1 for the whole session."""
+def lab_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """JupyterLab, spawned but not waited for: it starts while the remote server and
+    chromium do (see ``lab``)."""
     home = tmp_path_factory.mktemp("lab")
-    server = LabServer(home, env={
-        "BINDER_AUTORUN_TOKEN": remote_server.token,
-        "BINDER_AUTORUN_STATE": str(home / "binder-autorun-state.json"),
-    })
-    server.start()
+    server = LabServer(home, env={"BINDER_AUTORUN_STATE": str(home / "binder-autorun-state.json")})
+    server.spawn()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_process: LabServer, remote_server: LocalServer, browser: Browser) -> LabServer:
+    """A JupyterLab server on 127.0.0.1 for the whole session, ready; its kernels have
+    ``BINDER_AUTORUN_TOKEN`` = the remote server's token."""
+    lab_process.set_kernel_env({"BINDER_AUTORUN_TOKEN": remote_server.token})
+    lab_process.wait_ready()
+    return lab_process
 
 
 @pytest.fixture(scope="session")
@@ -71,9 +79,10 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh browser context (no cookies, storage or cache) for one test."""
+    """One browser context for the session (its HTTP cache spares later pages the
+    download of JupyterLab's bundles); each test gets a page of its own."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     context.set_default_timeout(TIMEOUT * 1000)
     yield context
@@ -81,7 +90,7 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def page(context: BrowserContext, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Page:
+def page(context: BrowserContext, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     """A page whose console log (and page errors) is kept for failure reports."""
     page = context.new_page()
     console: list[str] = []
@@ -94,11 +103,13 @@ def page(context: BrowserContext, request: pytest.FixtureRequest, tmp_path_facto
     request.node.stash[CONSOLE_KEY] = console
     request.node.stash[PAGE_KEY] = page
     request.node.stash[ARTEFACTS_KEY] = tmp_path_factory.mktemp
-    return page
+    yield page
+    if not page.is_closed():
+        page.close()
 
 
 @pytest.fixture
-def open_notebook(page: Page, lab: LabServer, request: pytest.FixtureRequest) -> Iterator[Callable[[list[str]], Notebook]]:
+def open_notebook(lab: LabServer, page: Page, request: pytest.FixtureRequest) -> Iterator[Callable[[list[str]], Notebook]]:
     """Open a new notebook with the given code cells; its kernel is shut down afterwards."""
     name = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[:80]
     opened: list[Notebook] = []
@@ -121,10 +132,13 @@ def remote(remote_server: LocalServer) -> Iterator[LocalServer]:
     def kernel_ids() -> set[str]:
         return {kernel["id"] for kernel in requests.get(remote_server.url + "api/kernels", headers=headers, timeout=30).json()}
 
+    def delete(kernel_id: str) -> None:
+        requests.delete(remote_server.url + f"api/kernels/{kernel_id}", headers=headers, timeout=30)
+
     before = kernel_ids()
     yield remote_server
-    for kernel_id in kernel_ids() - before:
-        requests.delete(remote_server.url + f"api/kernels/{kernel_id}", headers=headers, timeout=30)
+    with ThreadPoolExecutor() as pool:  # each shutdown waits for its kernel: side by side
+        list(pool.map(delete, kernel_ids() - before))
 
 
 @pytest.hookimpl(wrapper=True)

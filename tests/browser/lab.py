@@ -1,8 +1,9 @@
 """A real JupyterLab server on loopback for browser tests.
 
 Its notebooks run on a local ipykernel (this Python, which has binder_autorun
-importable); its environment carries the remote server's token in
-``BINDER_AUTORUN_TOKEN`` so a notebook's ``%binder_on --url URL`` needs no token.
+importable); their environment carries the remote server's token in
+``BINDER_AUTORUN_TOKEN`` (``set_kernel_env``) so a notebook's ``%binder_on --url URL``
+needs no token.
 Everything it writes (config, settings, workspaces, runtime files, notebooks)
 goes to a temporary directory.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from ipykernel.kernelspec import RESOURCES
 
 KERNEL_LOG_STARTUP = Path(__file__).with_name("kernel_log.py")
 
@@ -52,6 +55,8 @@ class LabServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = home / "lab.log"
         self.kernel_log_dir = home / "kernel-log"
+        self.kernel_path = home / "kernel-path"
+        self._deadline = 0.0
 
     @property
     def url(self) -> str:
@@ -65,7 +70,7 @@ class LabServer:
 
     def _environment(self) -> dict[str, str]:
         dirs = {name: self.home / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython")}
-        for path in [self.root_dir, self.kernel_log_dir, *dirs.values()]:
+        for path in [self.root_dir, self.kernel_log_dir, self.kernel_path, *dirs.values()]:
             path.mkdir(parents=True, exist_ok=True)
         startup = dirs["ipython"] / "profile_default" / "startup"
         startup.mkdir(parents=True, exist_ok=True)
@@ -77,7 +82,9 @@ class LabServer:
         env.update(
             JUPYTER_TOKEN=self.token,
             JUPYTER_CONFIG_DIR=str(dirs["config"]),
-            JUPYTER_DATA_DIR=str(dirs["data"]),  # no user kernelspecs: python3 is this venv's
+            JUPYTER_DATA_DIR=str(dirs["data"]),
+            # first in the data path, before the venv's: set_kernel_env's python3 kernelspec
+            JUPYTER_PATH=str(self.kernel_path),
             JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
             JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
             JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
@@ -108,14 +115,24 @@ class LabServer:
 
     def start(self) -> None:
         """Start and wait until the API and the lab page answer."""
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (see ``wait_ready``), so the session
+        can start the remote server and chromium meanwhile."""
         self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), env=self._environment(), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, cwd=self.root_dir, start_new_session=True,
             )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
+        self._deadline = time.monotonic() + self.startup_timeout
+
+    def wait_ready(self) -> None:
+        """Wait (bounded by ``startup_timeout`` from ``spawn``) until the API and the lab page answer."""
+        assert self.process is not None, "spawn() first"
+        while time.monotonic() < self._deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"JupyterLab exited during start-up:\n{self.log_tail()}")
             try:
@@ -123,9 +140,24 @@ class LabServer:
                     return
             except requests.RequestException:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"JupyterLab did not answer within {self.startup_timeout:g} s:\n{self.log_tail()}")
+
+    def set_kernel_env(self, env: dict[str, str]) -> None:
+        """Give the kernels started from now on these environment variables (a ``python3``
+        kernelspec of this Python first in ``JUPYTER_PATH``; it is read at each kernel
+        start, so this works on a running server)."""
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (ipykernel)", "language": "python",
+            "metadata": {"debugger": True}, "env": env,
+        }
+        directory = self.kernel_path / "kernels" / "python3"
+        directory.mkdir(parents=True, exist_ok=True)
+        for logo in Path(RESOURCES).glob("logo-*"):
+            shutil.copy(logo, directory)
+        (directory / "kernel.json").write_text(json.dumps(spec))
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of the server's log, token masked."""
@@ -172,6 +204,11 @@ class LabServer:
         path = f"{name}.ipynb"
         self.api("PUT", f"contents/{path}", json={"type": "notebook", "format": "json", "content": notebook})
         return path
+
+    def start_session(self, path: str) -> None:
+        """Start the notebook's session (and python3 kernel) through the API, so the kernel
+        boots while the page loads; the page then connects to this session."""
+        self.api("POST", "sessions", json={"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}})
 
     def kernel_messages(self, pid: int) -> list[dict[str, Any]]:
         """What kernel ``pid`` has logged so far (see kernel_log.py)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from playwright.sync_api import Locator, Page
@@ -57,6 +58,16 @@ class BrowserTimeout(AssertionError):
     """A bounded wait ran out."""
 
 
+@contextmanager
+def step(what: str) -> Iterator[None]:
+    """Name a step of a long test: a failure inside says which step it was in."""
+    try:
+        yield
+    except BaseException as error:
+        error.add_note(f"in step: {what}")
+        raise
+
+
 class Notebook:
     """A notebook open in ``page``, on ``lab``; cells are addressed by index."""
 
@@ -83,7 +94,9 @@ class Notebook:
         return f"{self.lab.url}lab/workspaces/{workspace}/tree/{self.path}?token={self.lab.token}"
 
     def open(self) -> None:
-        """Load the notebook's page and wait for its cells and an idle kernel."""
+        """Load the notebook's page and wait for its cells and an idle kernel (started
+        through the API first: it boots while the page loads)."""
+        self.lab.start_session(self.path)
         self.page.goto(self.url, timeout=self.timeout * 1000)
         self._wait_loaded()
 
