@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import StdinNotImplementedError
 from IPython.core.interactiveshell import InteractiveShell
@@ -35,6 +35,9 @@ from .mirror import DisplayMirror, ExecutionCounter, rewrite_history, show_remot
 from .router import CellRouter
 from .server import JupyterServer, ServerInfo, token_in_url
 from .session import KernelSession
+
+if TYPE_CHECKING:
+    from .sync import Sync
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ class BinderAutorun(Configurable):
         self.replayable: list[str] = []
         self.build_log: list[str] = []
         self.counter = ExecutionCounter(shell)
+        #: the folder mirrored around each remote cell (%binder_sync), if any
+        self.sync: Sync | None = None
         #: late output and comms: lives as long as the extension, so remote widgets stay live after %binder_off
         self.bridge = Bridge(frontend_for(shell), lambda: self.active, kernel=getattr(shell, "kernel", None))
         self.router = CellRouter(lambda: self.active)
@@ -520,7 +525,7 @@ class BinderAutorun(Configurable):
                 lines.append(f"kernel state: {model.get('execution_state', '?') if model else 'gone'}")
             except BinderAutorunError as exc:
                 lines.append(f"kernel state: unknown ({exc})")
-        lines.append(f"sync:       {self.sync.status() if getattr(self, 'sync', None) else 'off (%binder_sync DIR mirrors a folder)'}")
+        lines.append(f"sync:       {self.sync.status() if self.sync else 'off (%binder_sync DIR mirrors a folder)'}")
         return "\n".join(lines)
 
     # -- files and variables across the boundary (transfer.py, variables.py) ----------
@@ -577,7 +582,7 @@ class BinderAutorun(Configurable):
 
     def stop_sync(self) -> None:
         """Stop mirroring (files stay where they are)."""
-        if getattr(self, "sync", None) is None:
+        if self.sync is None:
             return
         self.sync = None
         for event, callback in (("pre_run_cell", self._sync_before), ("post_run_cell", self._sync_after)):
@@ -589,7 +594,7 @@ class BinderAutorun(Configurable):
     def _sync_step(self, step: str, depth: int) -> None:
         """Sync around top-level remote cells: pre_run_cell runs inside the cell (depth 1),
         post_run_cell after it (depth 0; ipykernel and IPython trigger it outside run_cell_async)."""
-        sync = getattr(self, "sync", None)
+        sync = self.sync
         if sync is None or not self.active or self.router.depth != depth or self.router.cell != "remote":
             return
         try:

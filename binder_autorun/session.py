@@ -37,7 +37,13 @@ ip.execution_count = n
 
 
 class OutputSink(Protocol):
-    """Where the messages of a remote request go."""
+    """Where the messages of a remote request go.
+
+    A sink may also have ``publish_aside(msg)``: show a message from another
+    thread. While the user answers a remote ``input()`` the main thread waits at
+    the prompt, and the remote's output must keep flowing (a background
+    thread's print, a progress bar); without it, that output waits for the answer.
+    """
 
     def on_message(self, msg: wire.Message) -> None:
         """An iopub message caused by the request (stream, display_data, error, ...)."""
@@ -47,18 +53,6 @@ class OutputSink(Protocol):
 
     def flush(self) -> None:
         """All messages received so far were handed over: make them visible now."""
-
-
-class AsideSink(OutputSink, Protocol):
-    """A sink that can also show messages from another thread.
-
-    While the user answers a remote ``input()`` the main thread waits at the
-    prompt, and the remote's output must keep flowing (a background thread's
-    print, a progress bar): a helper thread shows it through :meth:`publish_aside`.
-    """
-
-    def publish_aside(self, msg: wire.Message) -> None:
-        """Show ``msg`` now, from a thread other than the one handling the request."""
 
 
 @contextmanager
@@ -400,14 +394,12 @@ class KernelSession:
             self.execution_count = int(reply["execution_count"])
         return reply
 
-    def forward(self, msg: wire.Message, sink: OutputSink | None = None, expect_reply: bool = False) -> dict[str, Any]:
-        """Send a frontend's message (a comm message, say) and hand what it causes to ``sink``
-        until the kernel is idle again, as a native kernel is busy while it handles it.
-
-        Returns the reply's content if ``expect_reply`` (else an empty dict).
-        """
+    def forward(self, msg: wire.Message, sink: OutputSink | None = None) -> None:
+        """Send a frontend's message that expects no reply (a comm message) and hand what it
+        causes to ``sink`` until the kernel is idle again, as a native kernel is busy while it
+        handles it (a widget frontend waits for that idle before it sends the next update)."""
         self._check_usable()
-        return self._collect(msg, sink, None, expect_reply)
+        self._collect(msg, sink, None, expect_reply=False)
 
     def _collect(self, msg: wire.Message, sink: OutputSink | None, timeout: float | None, expect_reply: bool = True) -> dict[str, Any]:
         """Send ``msg``; hand its messages to ``sink`` until its reply (if expected) and idle are in."""

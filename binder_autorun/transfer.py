@@ -955,9 +955,10 @@ class Transfer:
             for path, entry in matches:
                 self._add_remote(path, destination(path), entry, items, summary)
             return
-        entry = self.transport.stat(source.rstrip("/") or ".")
-        if entry is None:
+        found = self.transport.stat(source.rstrip("/") or ".")
+        if found is None:
             raise TransferError(f"There is no remote file or folder {source!r} in the kernel's folder.")
+        entry = found
         rel = destination(source)
         if self._strip and rel.startswith(self._strip + "/"):
             rel = rel[len(self._strip) + 1:]
