@@ -126,7 +126,10 @@ def run_notebook(args: argparse.Namespace) -> int:
                 return EXIT_INTERRUPTED
             raise
         if not is_batch:
-            return _run_one(args, jobs[0], target, launched, parameters).status
+            try:
+                return _run_one(args, jobs[0], target, launched, parameters).status
+            except KeyboardInterrupt:  # while starting the remote kernel (the run itself handles its own)
+                return _interrupted_before_cells(target)
         return _run_batch(args, jobs, target, launched, parameters)
     finally:
         with _sigint_ignored():  # cleaning up is short and must not be cut
@@ -144,9 +147,9 @@ def _run_batch(
         started = time.monotonic()
         try:
             outcome = _run_one(args, job, target, launched, parameters)
-        except KeyboardInterrupt:
-            outcome = Outcome(job.source, "interrupted", EXIT_INTERRUPTED, output=None)
-            print(f"binder-autorun: interrupted while starting {job.source}'s kernel; it did not run.", file=sys.stderr)
+        except KeyboardInterrupt:  # while starting its remote kernel (the run itself handles its own)
+            outcome = Outcome(job.source, "interrupted", EXIT_INTERRUPTED, f"0/{_code_cells(job.notebook)}")
+            print(f"binder-autorun: interrupted before {job.source} ran; it was not written.", file=sys.stderr)
         except BinderAutorunError as exc:
             print(f"binder-autorun: {exc}", file=sys.stderr)
             outcome = Outcome(job.source, "failed", 2, f"0/{_code_cells(job.notebook)}")
@@ -168,15 +171,11 @@ def _run_one(
     remote: _RemoteKernel | None = None
     try:
         if target is not None and launched is not None:
-            try:
-                kernel_name = _remote_kernel_name(args, job.notebook)
-                if target.kind == "gateway":
-                    remote = _RemoteKernel.start_gateway(target.options["config"], kernel_name, args.cwd or "")
-                else:
-                    remote = _RemoteKernel.start(launched.info, kernel_name, _kernel_path(args, target, job.folder))
-            except KeyboardInterrupt:
-                status = _interrupted_before_cells(target)
-                return Outcome(job.source, "interrupted", status, f"0/{_code_cells(job.notebook)}", time.monotonic() - started)
+            kernel_name = _remote_kernel_name(args, job.notebook)
+            if target.kind == "gateway":
+                remote = _RemoteKernel.start_gateway(target.options["config"], kernel_name, args.cwd or "")
+            else:
+                remote = _RemoteKernel.start(launched.info, kernel_name, _kernel_path(args, target, job.folder))
         outcome = _execute(args, job, launched, remote, parameters)
         outcome.seconds = time.monotonic() - started
         return outcome
