@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import wire
 from .channel import Inbox, KernelChannel, Reconnected
 from .errors import BinderAutorunError, ConnectionLost
+from .interrupts import interrupts_held
 from .server import JupyterServer
 
 log = logging.getLogger(__name__)
@@ -53,22 +51,6 @@ class OutputSink(Protocol):
 
     def flush(self) -> None:
         """All messages received so far were handed over: make them visible now."""
-
-
-@contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold SIGINT until the block is done, then raise it (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-    if held:
-        raise KeyboardInterrupt
 
 
 #: put in an inbox to stop the input pump; whoever reads the inbox after it skips it
@@ -437,7 +419,7 @@ class KernelSession:
         if isinstance(event, dict) and event.get("channel") == "stdin":
             self._handle(run, inbox, sink, event)
             return
-        with _interrupts_held():
+        with interrupts_held():
             self._handle(run, inbox, sink, event)
 
     def _handle(self, run: _Run, inbox: Inbox, sink: OutputSink | None, event: wire.Message | Reconnected | None) -> None:
@@ -608,6 +590,6 @@ class KernelSession:
                 run.held.append(event)  # not output: the main loop takes it after the prompt
                 continue
             if event is not None:
-                with _interrupts_held():
+                with interrupts_held():
                     self._handle(run, inbox, sink, event)
         log.info("the kernel did not answer the output barrier within %.0f s; asking anyway", timeout)

@@ -24,6 +24,7 @@ from pathlib import Path
 import requests
 
 from ..errors import LaunchError
+from ..interrupts import interrupts_held
 from ..server import ServerInfo
 
 log = logging.getLogger(__name__)
@@ -148,23 +149,27 @@ class LocalServer:
             self._log_file = tempfile.NamedTemporaryFile(prefix="binder-autorun-server-", suffix=".log")
             log.info("starting a local jupyter_server at %s in %s", self.url, self.root_dir)
             atexit.register(self.stop)
-            self.process = subprocess.Popen(
-                self.command(),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.root_dir,
-                start_new_session=True,  # its own process group: stop/kill it as a whole
-                # the death signal follows the starting *thread*: only tie it to a main thread
-                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
-            )
+            with interrupts_held():  # a Ctrl-C inside Popen would leave a child we never learn about
+                self.process = self._spawn(env)
             self._wait_ready()
         except BaseException:
             log.info("the local jupyter_server did not come up (failed or interrupted); stopping it")
             self.stop()
             raise
         return self.info
+
+    def _spawn(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.command(),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.root_dir,
+            start_new_session=True,  # its own process group: stop/kill it as a whole
+            # the death signal follows the starting *thread*: only tie it to a main thread
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
+        )
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

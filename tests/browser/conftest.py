@@ -1,8 +1,10 @@
 """Real-browser fixtures: a JupyterLab server, headless Debian chromium, notebooks.
 
-- ``lab``: one JupyterLab per session (local ipykernel kernels that can import
+- ``lab``: one JupyterLab for these tests (local ipykernel kernels that can import
   binder_autorun; ``BINDER_AUTORUN_TOKEN`` = the remote server's token).
-- ``browser``: one chromium per session, one context; ``page``: a page per test.
+- ``browser``: one chromium for these tests, one context; ``page``: a page per test.
+Package-scoped, not session-scoped: playwright's sync API keeps an event loop
+running in the main thread while it lives, and later tests call ``asyncio.run``.
 - ``open_notebook(cells)``: writes a notebook and opens it (a page object).
 - ``remote``: the remote server, with the kernels a test started shut down after it.
 On a failed test a screenshot and the page's console log go to a tmp dir; the
@@ -45,7 +47,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """JupyterLab, spawned but not waited for: it starts while the remote server and
     chromium do (see ``lab``)."""
@@ -56,7 +58,7 @@ def lab_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(lab_process: LabServer, remote_server: LocalServer, browser: Browser) -> LabServer:
     """A JupyterLab server on 127.0.0.1 for the whole session, ready; its kernels have
     ``BINDER_AUTORUN_TOKEN`` = the remote server's token."""
@@ -65,7 +67,7 @@ def lab(lab_process: LabServer, remote_server: LocalServer, browser: Browser) ->
     return lab_process
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _chromium_installed() -> None:
     """A newcomer without Debian's chromium gets a skip naming the package; CI (CI=true) must have it."""
     if Path(CHROMIUM).exists():
@@ -76,14 +78,14 @@ def _chromium_installed() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_instance() -> Iterator[Playwright]:
     """The playwright driver."""
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     """Debian's chromium, headless (no browser download needed)."""
     browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -91,7 +93,7 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def context(browser: Browser) -> Iterator[BrowserContext]:
     """One browser context for the session (its HTTP cache spares later pages the
     download of JupyterLab's bundles); each test gets a page of its own."""
