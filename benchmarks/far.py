@@ -14,15 +14,22 @@ counted apart.
   the target is ``elapsed - server time <= 3 RTT``. POST api/kernels + websocket connect on
   loopback is shown beside it;
 - comm round trip (widget update -> echo_update): routed vs native + raw over the link,
-  held to the same 1.1 as ``pass``.
+  held to the same 1.1 as ``pass``;
+- ``ready`` -> first result through the BinderHub stand-in (tests/binderhub_standin.py, on
+  loopback; its ``ready`` event points at the server through the proxy): from the moment the
+  stand-in has written ``ready`` to the end of the first routed cell ``1 + 1``. Target:
+  ``elapsed - server time <= 2 RTT`` (the server's time, kernel start included, from the
+  proxy's records of the same window, as for the connect).
 """
 
 from __future__ import annotations
 
 import statistics
+import uuid
 from collections.abc import Callable
 
 from comms import FrontendSide, RawSide, round_trips
+from launch import _READY_AT, first_result, load_standin, start_standin
 from harness import (TOKEN_ENV, Context, Conversation, CuttableProxy, LocalKernel, RawKernelWS, Target, log, median, ms, now, rest,
                      routed_kernel, start_remote_kernel, state_env)
 
@@ -53,6 +60,7 @@ def run(ctx: Context) -> None:
         measure_pass(ctx, proxy, purl, n)
         measure_connect(ctx, proxy, purl, connect_reps)
         measure_comm(ctx, proxy, purl, n)
+        measure_ready(ctx, proxy, purl, connect_reps)
     finally:
         proxy.close()
     rep.row("far", "added RTT (proxy, 2 x one-way hold)", ms(RTT))
@@ -142,6 +150,52 @@ def measure_connect(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) ->
             f"{statistics.median(turns):.0f} (all: {turns}) / {statistics.median(c.connections for c in convs):.0f}")
     rep.target(Target("far: %binder_on --url ready - kernel start <= 3 RTT (RTTs)", beyond / RTT, 3.0,
                       f"{median(connects) * 1e3:.0f} ms = server {server * 1e3:.0f} ms + {beyond * 1e3:.0f} ms; "
+                      f"{statistics.median(turns):.0f} round trips, "
+                      f"{statistics.median(c.connections for c in convs):.0f} connections"))
+    # the package connects in 3 round trips (POST api/kernels proves URL and token; no GET api, api/status)
+    rep.target(Target("far: %binder_on --url round trips <= 3 (count)", max(turns), 3.0,
+                      f"per run {turns}; new connections {[c.connections for c in convs]}"))
+
+
+def measure_ready(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) -> None:
+    """BinderHub stand-in ``ready`` (pointing through the proxy) -> first routed result."""
+    rep, server = ctx.rep, ctx.server
+    standin, why = load_standin()
+    if standin is None:
+        rep.note(f"far: ready -> first result not measured: BinderHub stand-in unusable ({why})")
+        return
+    proxied = type("ProxiedServer", (), {"url": purl, "token": server.token, "running": True})()
+    hub = start_standin(standin, proxied)
+    elapsed: list[float] = []
+    convs: list[Conversation] = []
+    try:
+        for i in range(reps):
+            log(f"far: %binder_on -r through the BinderHub stand-in, ready -> first result over the link ({i + 1}/{reps})")
+            kernel = LocalKernel(env=state_env())
+            try:
+                kernel.run_ok("%load_ext binder_autorun")
+                _READY_AT.clear()
+                _, first = first_result(kernel, f"%binder_on -r bench/cache-hit-{uuid.uuid4().hex[:8]} --binderhub {hub.url}")
+                if len(_READY_AT) != 1:
+                    raise RuntimeError(f"stand-in sent {len(_READY_AT)} ready events")
+                elapsed.append(first.t_end - _READY_AT[0])
+                convs.append(proxy.conversation(_READY_AT[0], first.t_end))
+                kernel.run_ok("%binder_off --shutdown")
+            finally:
+                kernel.stop()
+    finally:
+        hub.stop()
+    server_s = median([c.server_seconds for c in convs])
+    beyond = median([t - c.server_seconds for t, c in zip(elapsed, convs)])
+    turns = [c.round_trips for c in convs]
+    rep.row("far", f"ready (stand-in) -> first result over the link [n={reps}]",
+            f"median {ms(median(elapsed))}  min {ms(min(elapsed))}")
+    rep.row("far", "  of which the server's time (kernel start, REST, execute)", f"median {ms(server_s)}")
+    rep.row("far", "  the rest: link and client", f"median {ms(beyond)} = {rtts(beyond)}")
+    rep.row("far", "  round trips / new connections",
+            f"{statistics.median(turns):.0f} (all: {turns}) / {statistics.median(c.connections for c in convs):.0f}")
+    rep.target(Target("far: ready -> first result - kernel start <= 2 RTT (RTTs)", beyond / RTT, 2.0,
+                      f"{median(elapsed) * 1e3:.0f} ms = server {server_s * 1e3:.0f} ms + {beyond * 1e3:.0f} ms; "
                       f"{statistics.median(turns):.0f} round trips, "
                       f"{statistics.median(c.connections for c in convs):.0f} connections"))
 
