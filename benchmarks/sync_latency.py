@@ -21,8 +21,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import (TOKEN_ENV, Context, LocalKernel, RawKernelWS, Target, log, median, ms, pct, rest, start_remote_kernel,
-                     state_env, temp_dir)
+from binder_autorun.sync import Sync
+
+from harness import (TOKEN_ENV, Context, LocalKernel, RawKernelWS, Target, log, median, ms, now, pct, rest,
+                     start_remote_kernel, state_env, temp_dir)
 
 FILES = 1000
 FOLDERS = 10
@@ -95,6 +97,11 @@ def run(ctx: Context) -> None:
         came_back = (cwd / folder / "d00" / "written-remotely.txt").exists()
         if not came_back:
             rep.note("sync_latency: a file written by a remote cell was not pulled back (is sync on?)")
+        scans = []  # what the local half of a synced cell costs (the same scan, in this process)
+        for _ in range(20):
+            t0 = now()
+            Sync(None, None, cwd / folder, folder).scan_local()  # type: ignore[arg-type]
+            scans.append(now() - t0)
         synced.run_ok("%binder_sync --off")
         synced.run_ok("%binder_off")
     finally:
@@ -114,6 +121,7 @@ def run(ctx: Context) -> None:
         rep.row("sync", f"{label} [n={len(xs)}]", f"median {ms(median(xs))}  p10 {ms(pct(xs, .1))}  p90 {ms(pct(xs, .9))}")
     rep.row("sync", "sync's own cost per cell (median synced - routed)",
             ms(median(res["synced"]) - median(res["routed"])))
+    rep.row("sync", f"  of which the local scan of {FILES} files (same scan in this process), info", ms(median(scans)))
     rep.row("sync", "files moved during the samples / remote write pulled back",
             f"{'none' if after == before else f'{before} -> {after}'} / {'yes' if came_back else 'NO'}")
     base = median(res["native"]) + median(res["raw"])
