@@ -34,7 +34,12 @@ setup(
             "pyyaml>=5.1",
             "pytest>=7",
             "pytest-timeout>=2.1",
+            "pytest-xdist>=3.0",  # README's `python -m pytest` runs 3 workers (pytest.ini)
             "pexpect>=4.8",
+            "psutil>=5.9",  # tests look for processes left behind
+            # variables cross as numpy arrays and pandas objects
+            "numpy>=1.24",
+            "pandas>=2.0",
             # tests/browser: real JupyterLab + ipywidgets in Debian's chromium
             # (install with PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; no browser download)
             "jupyterlab>=4.1",
