@@ -135,6 +135,8 @@ class BinderAutorun(Configurable):
         self.replayable: list[str] = []
         self.build_log: list[str] = []
         self.counter = ExecutionCounter(shell)
+        #: local msg_ids already reused by a remote request (a second one gets an id of its own)
+        self._reused_ids: dict[str, None] = {}
         #: the folder mirrored around each remote cell (%binder_sync), if any
         self.sync: Sync | None = None
         #: late output and comms: lives as long as the extension, so remote widgets stay live after %binder_off
@@ -316,6 +318,7 @@ class BinderAutorun(Configurable):
             self.bridge.attach(session, adopt=not session.owns_kernel)
         target.options["kernel_name"] = kernel_name
         self.session, self.target, self.ran = session, target, []
+        self._reused_ids.clear()  # ids are unique per session; a new one may reuse them again
         if target.reattachable:
             self.saved.put(target.key, session.server.url, session.server.info.token, session.kernel_id)
         self._align_counts_at_connect()
@@ -463,6 +466,11 @@ class BinderAutorun(Configurable):
             rewrite_history(self.shell, line, source)
             session.set_execution_count(line)
         parent = self._local_request()
+        if parent["header"]["msg_id"] in self._reused_ids:  # a second remote request of one local request
+            parent = {"header": {**parent["header"], "msg_id": wire.new_id()}}
+        self._reused_ids[str(parent["header"]["msg_id"])] = None
+        while len(self._reused_ids) > 1000:
+            del self._reused_ids[next(iter(self._reused_ids))]
         self.bridge.remember(parent)  # what the remote sends after the cell ends still lands under it
         mirror = DisplayMirror(self.shell, self.counter, track_count=store_history, bridge=self.bridge)
         reply = session.execute(

@@ -31,7 +31,7 @@ from . import wire
 from .channel import Event
 from .errors import BinderAutorunError
 from .frontend import LocalFrontend
-from .session import KernelSession
+from .session import KernelSession, StopWaiting
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +168,11 @@ class Bridge:
         session.channel.on_unsolicited = None
 
     def remember(self, parent: wire.Message) -> None:
-        """A local request the remote one reused the id of: its late output is parented to it."""
+        """A local request the remote one reused the id of: its late output is parented to it.
+        Only its header is kept (a widget event may carry megabytes of buffers)."""
         msg_id = str(parent["header"]["msg_id"])
         with self._lock:
-            self._parents[msg_id] = parent
+            self._parents[msg_id] = {"header": dict(parent["header"])}
             self._parents.move_to_end(msg_id)
             while len(self._parents) > self._remember:
                 self._parents.popitem(last=False)
@@ -224,6 +225,9 @@ class Bridge:
         )
         try:
             session.forward(remote, _ForwardSink(self))
+        except StopWaiting:
+            self._refuse(msg, "stopped waiting for the remote kernel to handle this widget event after a second "
+                         "interrupt; the widget stays, and %binder_restart helps if the kernel stays busy", close=False)
         except BinderAutorunError as exc:
             self._refuse(msg, str(exc).rstrip("."))
 

@@ -295,6 +295,8 @@ class DisplayMirror:
             return
         if reply.get("status") == "aborted":
             raise remote_error_class("ExecutionAborted")("the remote kernel aborted this cell after an earlier error", [])
+        if not self._already_shown(reply) and not reply.get("traceback"):
+            reply = {**reply, "traceback": [f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}"]}  # say what failed
         raise remote_error(reply, shown=self._already_shown(reply))
 
     def _already_shown(self, reply: dict[str, Any]) -> bool:
@@ -302,11 +304,11 @@ class DisplayMirror:
 
         It was shown if an ``error`` output carried it (the same name and value,
         or the same traceback: a formatter that raised makes ipykernel fail the
-        reply as ``NoneType`` with the traceback it showed); a reply with no
-        traceback at all (a ``UsageError``) was shown as the stderr line natively.
+        reply as ``NoneType`` with the traceback it showed); IPython's
+        ``UsageError`` has no traceback and was shown as its stderr line.
         """
-        if not reply.get("traceback"):
-            return True
+        if not reply.get("traceback") and reply.get("ename") == "UsageError":
+            return True  # IPython printed it as one stderr line, which was mirrored
         shown = self.shown_error
         if shown is None:
             return False

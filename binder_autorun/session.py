@@ -114,6 +114,8 @@ class _Run:
     barriers: set[str] = field(default_factory=set)
     #: messages taken from the inbox by the input pump but left for the main thread
     held: deque[Any] = field(default_factory=deque)
+    #: False for a forwarded message (no reply): only its idle ends it, however long the handler runs
+    expects_reply: bool = True
     probe_answered: float | None = None
     started: float = field(default_factory=time.monotonic)
     heard: float = field(default_factory=time.monotonic)
@@ -386,7 +388,7 @@ class KernelSession:
     def _collect(self, msg: wire.Message, sink: OutputSink | None, timeout: float | None, expect_reply: bool = True) -> dict[str, Any]:
         """Send ``msg``; hand its messages to ``sink`` until its reply (if expected) and idle are in."""
         inbox = self.channel.request(msg)
-        run = _Run(str(msg["header"]["msg_id"]), timeout, reply=None if expect_reply else {})
+        run = _Run(str(msg["header"]["msg_id"]), timeout, reply=None if expect_reply else {}, expects_reply=expect_reply)
         try:
             while not run.finished:
                 try:
@@ -399,7 +401,12 @@ class KernelSession:
                         ) from None
                     self._interrupt(run)
         finally:
-            for msg_id in (run.msg_id, *run.probes):
+            if sink is not None:
+                try:
+                    sink.flush()  # text held for joining must not be lost when the request ends badly,
+                except Exception:  # nor come after what forget() hands to the outlet below
+                    log.warning("could not show the last output of a remote request", exc_info=True)
+            for msg_id in (run.msg_id, *run.probes, *run.barriers):
                 self.channel.forget(msg_id)
             self.last_activity = time.monotonic()
         reply = run.reply
@@ -460,7 +467,7 @@ class KernelSession:
 
     def _on_quiet(self, run: _Run, now: float) -> None:
         """Nothing arrived for a tick: decide whether the cell is over or the kernel gone."""
-        if run.reply is not None and now - run.heard > self.idle_grace:
+        if run.expects_reply and run.reply is not None and now - run.heard > self.idle_grace:
             log.info("no idle status %.0f s after the reply; taking the cell as finished", self.idle_grace)
             run.idle = True
         elif run.probe_answered is not None and run.reply is None and now - run.probe_answered > self.replay_grace:

@@ -269,3 +269,18 @@ def test_a_burst_of_updates_arrives_in_order(frontend: Frontend) -> None:
     frontend.wait_idle(sent[-1], timeout=60)
     assert time.monotonic() - started < 60
     assert _value(frontend, "values == list(range(1, 301))") == "True"
+
+
+@pytest.mark.timeout(60)
+def test_nothing_is_kept_after_requests_end(frontend: Frontend) -> None:
+    """A widget event's buffers are not kept to parent later output (headers are enough), and
+    an input() leaves no routing behind (its output barrier is forgotten with the cell)."""
+    cell = _ok(frontend, "from comm import create_comm\nc = create_comm(target_name='t')")
+    [opened] = _comm_opens(frontend, cell)
+    frontend.wait_idle(frontend.send("comm_msg", {"comm_id": opened["comm_id"], "data": {}}, buffers=[b"z" * 2_000_000]))
+    msg_id = frontend.kc.execute("v = input('? ')", allow_stdin=True)
+    frontend.wait_reply(msg_id, answers=lambda request: "ok")
+    frontend.wait_idle(msg_id)
+    state = _ok(frontend, "%%local\nimport binder_autorun\nauto = binder_autorun._autorun\n"
+                          "print(sorted({tuple(p) for p in auto.bridge._parents.values()}), len(auto.session.channel._inboxes))")
+    assert frontend.text(state).strip() == "[('header',)] 0"
