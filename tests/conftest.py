@@ -101,7 +101,7 @@ def run_native_on_server(cells: list[str], server: LocalServer, timeout: float =
     client.kc.load_connection_file()
 
     async def execute() -> None:
-        client.kc.start_channels()
+        client.kc.start_channels(hb=False)  # a late first heartbeat on a busy machine reads as "kernel died"
         try:
             await client.kc.wait_for_ready(timeout=60)
             for index, cell in enumerate(run.nb.cells):
