@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any, Protocol
 
 from . import wire
@@ -32,6 +33,10 @@ class LocalFrontend(Protocol):
 
     def send(self, msg: wire.Message, parent: wire.Message) -> None:
         """Re-send ``msg`` to the frontend with ``parent`` (a message whose header the frontend knows)."""
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Return once everything sent so far is out (before the frontend is asked for input
+        on another channel, which would otherwise overtake it)."""
 
 
 class KernelFrontend:
@@ -58,6 +63,14 @@ class KernelFrontend:
             ident=TOPIC,
         )
 
+    def drain(self, timeout: float = 2.0) -> None:
+        io_thread = getattr(self.kernel.iopub_socket, "io_thread", None)
+        if io_thread is None:
+            return
+        done = threading.Event()
+        io_thread.schedule(done.set)  # runs after the sends queued before it
+        done.wait(timeout)
+
 
 class TerminalFrontend:
     """A terminal IPython: text is printed as it would be printed natively."""
@@ -76,6 +89,9 @@ class TerminalFrontend:
                 print(text, flush=True)
         elif kind == "error":
             print("\n".join(content.get("traceback") or [f"{content.get('ename')}: {content.get('evalue')}"]), flush=True)
+
+    def drain(self, timeout: float = 2.0) -> None:
+        pass  # printed at once
 
 
 def frontend_for(shell: Any) -> LocalFrontend:

@@ -214,6 +214,9 @@ class DisplayMirror:
             self.bridge.publish(msg)
 
     def on_input(self, prompt: str, password: bool) -> str | None:
+        if self._direct:
+            assert self.bridge is not None
+            self.bridge.frontend.drain()  # the input request (stdin channel) must not overtake the text before it
         try:
             if not password and DEBUGGER_PROMPT.match(prompt) and _terminal_prompt(self.shell) is not None:
                 return _debugger_line(self.shell, prompt)

@@ -100,9 +100,15 @@ def test_output_keeps_flowing_while_the_user_is_asked(frontend: Frontend) -> Non
 def test_pdb_prompts_come_after_the_debugger_output(frontend: Frontend) -> None:
     """pdb writes its location, then asks: the location must be on screen first."""
     commands = iter(["p 6 * 7", "c"])
+    expected = iter(["set_trace", "42"])
     texts: list[str] = []
 
     def answer(request: Message) -> str:
+        wanted = next(expected)  # the IOPub reader gets a moment to read what is already on its socket
+        try:
+            frontend.wait_for(lambda m: Frontend.parent(m) == msg_id and wanted in m["content"].get("text", ""), timeout=0.5)
+        except TimeoutError:
+            pass
         texts.append(frontend.text(msg_id))
         return next(commands)
 
