@@ -132,7 +132,7 @@ class BinderMagics(Magics):
             return
         autorun = self.autorun
         if args.cwd is not None:
-            autorun.kernel_path = args.cwd.strip("'\"").strip("/")  # IPython's argument split keeps quotes
+            autorun.kernel_path = self._unquoted(args.cwd).strip("/")
         if autorun.managed:
             print("binder_autorun: skipped: binder-autorun run already connected this notebook.", file=sys.stderr)
             return
@@ -151,7 +151,7 @@ class BinderMagics(Magics):
         else:
             autorun.resume()
         if args.sync is not None:
-            autorun.start_sync(args.sync.strip("'\""))
+            autorun.start_sync(self._unquoted(args.sync))
 
     @magic_arguments()
     @_help
@@ -205,19 +205,7 @@ class BinderMagics(Magics):
     @_one_sentence
     def binder_push(self, line: str) -> None:
         """Copy local files (or, with -v, variables) to the remote kernel, keeping relative paths; unchanged files are skipped."""
-        args = _parse(self.binder_push, line)
-        if args is None:
-            return
-        args.paths, args.to = [self._unquoted(path) for path in args.paths], self._unquoted(args.to)
-        if not args.paths:
-            raise UsageError("%binder_push needs at least one path (or, with -v, a variable name); see %binder_push -h.")
-        if args.variables:
-            if args.pickle:
-                print(f"binder_autorun: {TRUST['push']}", file=sys.stderr)
-            lines = self.autorun.push_variables(args.paths, pickle=args.pickle)
-            print("binder_autorun: pushed " + ", ".join(lines))
-        else:
-            self.autorun.push_files(args.paths, args.to, args.transport)
+        self._transfer("push", _parse(self.binder_push, line))
 
     @magic_arguments()
     @_help
@@ -231,19 +219,22 @@ class BinderMagics(Magics):
     @_one_sentence
     def binder_pull(self, line: str) -> None:
         """Copy remote files (or, with -v, variables) here, keeping relative paths; nothing lands outside the destination."""
-        args = _parse(self.binder_pull, line)
+        self._transfer("pull", _parse(self.binder_pull, line))
+
+    def _transfer(self, direction: str, args: Any) -> None:
+        """The body of %binder_push and %binder_pull, which differ only in direction."""
         if args is None:
             return
-        args.paths, args.to = [self._unquoted(path) for path in args.paths], self._unquoted(args.to)
-        if not args.paths:
-            raise UsageError("%binder_pull needs at least one path (or, with -v, a variable name); see %binder_pull -h.")
+        paths, to = [self._unquoted(path) for path in args.paths], self._unquoted(args.to)
+        if not paths:
+            raise UsageError(f"%binder_{direction} needs at least one path (or, with -v, a variable name); see %binder_{direction} -h.")
         if args.variables:
             if args.pickle:
-                print(f"binder_autorun: {TRUST['pull']}", file=sys.stderr)
-            lines = self.autorun.pull_variables(args.paths, pickle=args.pickle)
-            print("binder_autorun: pulled " + ", ".join(lines))
+                print(f"binder_autorun: {TRUST[direction]}", file=sys.stderr)
+            move = self.autorun.push_variables if direction == "push" else self.autorun.pull_variables
+            print(f"binder_autorun: {direction}ed " + ", ".join(move(paths, pickle=args.pickle)))
         else:
-            self.autorun.pull_files(args.paths, args.to, args.transport)
+            (self.autorun.push_files if direction == "push" else self.autorun.pull_files)(paths, to, args.transport)
 
     @magic_arguments()
     @_help

@@ -6,33 +6,14 @@ from __future__ import annotations
 
 import statistics
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from binder_autorun.launch import LocalServer
 
-from .kernel_driver import LocalKernel, Result, routed_kernel
-
-
-@pytest.fixture
-def local_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "nb"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def routed(remote_server: LocalServer, local_dir: Path) -> Iterator[LocalKernel]:
-    kernel = routed_kernel(local_dir, remote_server.url, remote_server.token)
-    yield kernel
-    kernel.shutdown()
-
-
-def ok(result: Result) -> Result:
-    assert result.reply["status"] == "ok", result.text
-    return result
+from .kernel_driver import LocalKernel
+from .test_transfer_magics import local_dir, ok, routed  # noqa: F401  (fixtures shared with the magics tests)
 
 
 @pytest.mark.timeout(120)
