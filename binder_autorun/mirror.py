@@ -206,7 +206,7 @@ class DisplayMirror:
             self._pending[2].append(str(msg["content"].get("text", "")))
             return
         self.flush()
-        self.bridge.frontend.send(msg, parent)
+        self.bridge.publish(msg)
 
     def publish_aside(self, msg: wire.Message) -> None:
         """Show output that arrives while the main thread waits for the user's input."""
