@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -37,7 +38,7 @@ from typing import Any
 import websocket
 
 from . import wire
-from .errors import AuthError, BinderAutorunError, ConnectionLost, KernelDied, ServerUnreachable
+from .errors import AuthError, BinderAutorunError, ConnectionLost, KernelDied, ServerError, ServerUnreachable
 from .server import JupyterServer
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,11 @@ class KernelChannel:
                 f"The Jupyter server at {self.server.url} refused the kernel websocket (HTTP {exc.status_code}); "
                 "the kernel may be gone."
             ) from None
+        except ssl.SSLCertVerificationError:
+            raise ServerError(
+                f"The TLS certificate of {self.server.url} could not be verified for the kernel websocket; "
+                "check the URL (verification stays on)."
+            ) from None
         except (OSError, websocket.WebSocketException):
             raise ConnectionLost(f"Could not open the kernel websocket at {self.server.url}; the server may be gone.") from None
         ws.settimeout(None)
@@ -187,6 +193,8 @@ class KernelChannel:
             "suppress_origin": True,
             "class_": _StampedWebSocket,
         }
+        if not getattr(self.server.info, "verify", True):  # a gateway's JUPYTER_GATEWAY_VALIDATE_CERT=false
+            options["sslopt"] = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
         if self._offer_v1:
             try:
                 return websocket.create_connection(self.url, subprotocols=[wire.V1_PROTOCOL], **options)

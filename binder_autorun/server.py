@@ -90,13 +90,24 @@ def normalize_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, _base_path(parts.path or "/"), "", ""))
 
 
+class _HTTP(requests.Session):
+    """A requests session whose ``verify=False`` holds: plain requests lets ``REQUESTS_CA_BUNDLE``
+    or ``CURL_CA_BUNDLE`` in the environment turn verification back on for every request."""
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is False and verify is None:
+            settings["verify"] = False
+        return settings
+
+
 class JupyterServer:
     """REST client for one Jupyter server (kernels, kernelspecs, status, contents)."""
 
     def __init__(self, info: ServerInfo, timeout: float = 10.0, verify: bool = True) -> None:
         self.info = info
         self.timeout = timeout
-        self.http = requests.Session()
+        self.http = _HTTP()
         self.http.headers.update(info.headers)
         self.http.verify = verify and getattr(info, "verify", True)  # a gateway's JUPYTER_GATEWAY_VALIDATE_CERT
 

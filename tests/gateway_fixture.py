@@ -58,14 +58,17 @@ def _slow_kernelspec(root: Path, python: str) -> Path:
 class Gateway:
     """One gateway process on 127.0.0.1 (a random port) with a random token."""
 
-    def __init__(self, kind: str, argv: list[str], workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, kind: str, argv: list[str], workdir: Path, env: dict[str, str], tls: bool = False) -> None:
         self.kind = kind
         self.port = free_port()
         self.token = secrets.token_hex(16)
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
         self.log_path = workdir / f"{kind}.log"
         app = "EnterpriseGatewayApp" if kind == "enterprise" else "KernelGatewayApp"
         argv = [*argv, f"--{app}.ip=127.0.0.1", f"--{app}.port={self.port}", f"--{app}.auth_token={self.token}"]
+        if tls:
+            cert, key = self_signed_certificate(workdir)
+            argv += [f"--{app}.certfile={cert}", f"--{app}.keyfile={key}"]
         runtime = workdir / "runtime"
         runtime.mkdir(exist_ok=True)
         full_env = {**os.environ, **env, "JUPYTER_RUNTIME_DIR": str(runtime)}
@@ -84,7 +87,7 @@ class Gateway:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.kind} gateway exited ({self.process.returncode}):\n{self.log_tail()}")
             try:
-                if requests.get(self.url + "api", headers=self.headers, timeout=1).status_code == 200:
+                if requests.get(self.url + "api", headers=self.headers, timeout=1, verify=False).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -137,11 +140,22 @@ def start_enterprise_gateway(workdir: Path) -> Gateway:
     return Gateway("enterprise", argv, workdir, env)
 
 
-def start_kernel_gateway(workdir: Path) -> Gateway:
-    """Kernel Gateway on our own jupyter_server 2 and ipykernel."""
+def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 that no CA signed (as a private gateway often has)."""
+    cert, key = workdir / "gateway.crt", workdir / "gateway.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def start_kernel_gateway(workdir: Path, tls: bool = False) -> Gateway:
+    """Kernel Gateway on our own jupyter_server 2 and ipykernel (over https with ``tls``)."""
     try:
         import kernel_gateway  # noqa: F401
     except ImportError:
         _missing("Jupyter Kernel Gateway", "the package jupyter-kernel-gateway is not in this venv")
     extra = _slow_kernelspec(workdir / "kg-share", sys.executable)
-    return Gateway("kernel", [sys.executable, "-m", "kernel_gateway"], workdir, {"JUPYTER_PATH": str(extra)})
+    return Gateway("kernel", [sys.executable, "-m", "kernel_gateway"], workdir, {"JUPYTER_PATH": str(extra)}, tls=tls)

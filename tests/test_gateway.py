@@ -311,3 +311,30 @@ def test_env_configuration_follows_jupyter_server() -> None:
     }
     with pytest.raises(BinderAutorunError, match="No gateway given"):
         GatewayConfig.from_env(environ={})
+
+
+# -- TLS: a gateway behind a certificate no CA signed ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gateway = start_kernel_gateway(tmp_path_factory.mktemp("tls-gateway"), tls=True)
+    try:
+        gateway.wait_ready()
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_self_signed_gateway_needs_validate_cert_off_for_rest_and_websocket(tls_gateway: Gateway) -> None:
+    """JUPYTER_GATEWAY_VALIDATE_CERT=false turns off the check for the websocket too, not only for REST."""
+    with pytest.raises(BinderAutorunError, match=r"^The TLS certificate of https://127\.0\.0\.1:\d+/ could not be verified"):
+        gateway_session(_config(tls_gateway), show_after=60)
+    session = gateway_session(_config(tls_gateway, JUPYTER_GATEWAY_VALIDATE_CERT="false"), show_after=60)
+    try:
+        assert session.channel.url.startswith("wss://") and session.channel.state == "connected"
+        reply = session.execute("x = 6 * 7", None, user_expressions={"x": "x"})
+        assert reply["user_expressions"]["x"]["data"]["text/plain"] == "42"
+    finally:
+        session.shutdown()
