@@ -502,18 +502,27 @@ class CuttableProxy:
 
         A round trip is a turn of the conversation: data from the server that follows data
         from the client (chunks ordered by when they reached the proxy). The server's time
-        in a turn is from the client's last chunk to the server's answer, less the one-way
-        delay. A new connection's TCP handshake is not delayed here; on a real far link each
-        costs one more RTT.
+        in a turn runs from the client's last chunk to the server's last chunk before the
+        client speaks again, less the one-way delay: a kernel answering a handshake sends its
+        replies and its status in separate chunks over tens of milliseconds, and the client
+        waits for all of them. A new connection's TCP handshake is not delayed here; on a real
+        far link each costs one more RTT.
         """
-        turns, server, asked = 0, 0.0, None
+        turns, server = 0, 0.0
+        asked: float | None = None
+        answered: float | None = None
         for t, _, from_client, _ in sorted(r for r in list(self.records) if t0 <= r[0] <= t1):
             if from_client:
+                if answered is not None:
+                    assert asked is not None
+                    server += max(0.0, answered - asked - self.delay)
+                    answered = None
                 asked = t
             elif asked is not None:
-                turns += 1
-                server += max(0.0, t - asked - self.delay)
-                asked = None
+                turns += answered is None
+                answered = t
+        if asked is not None and answered is not None:
+            server += max(0.0, answered - asked - self.delay)
         return Conversation(turns, sum(t0 <= t <= t1 for t, _ in self.accepted), server)
 
     def ws_connects_after(self, t: float) -> list[float]:
