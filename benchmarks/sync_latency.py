@@ -128,7 +128,8 @@ def run(ctx: Context) -> None:
         rep.row("sync", f"{label} [n={len(xs)}]", f"median {ms(median(xs))}  p10 {ms(pct(xs, .1))}  p90 {ms(pct(xs, .9))}")
     rep.row("sync", "sync's own cost per cell (median synced - routed)",
             ms(median(res["synced"]) - median(res["routed"])))
-    rep.row("sync", f"  of which the local check of {FILES} files (same check in this process), info", ms(median(scans)))
+    rep.row("sync", f"  of which the local check of {FILES} files (same check in this process), info",
+            f"{median(scans) * 1e6:9.1f} us")
     rep.row("sync", f"  a full rescan of {FILES} files instead (no inotify), info", ms(median(rescans)))
     rep.row("sync", "files moved during the samples / remote write pulled back",
             f"{'none' if after == before else f'{before} -> {after}'} / {'yes' if came_back else 'NO'}")

@@ -1,6 +1,9 @@
 """%binder_sync from a real local ipykernel routed to a real jupyter_server: local changes are
 pushed before a remote cell, what the cell writes is pulled after it, caches and big files are
-skipped, %binder_status shows the state, and a `pass` cell over 1,000 unchanged files stays fast."""
+skipped, %binder_status shows the state, and a `pass` cell over 1,000 unchanged files stays fast.
+A synced cell is one execute request (the remote's changes ride on it as a user_expression the
+frontend never sees); changes in place, in new folders, from a remote thread, after a failed cell
+and after a remote restart all come across."""
 
 from __future__ import annotations
 
