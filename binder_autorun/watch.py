@@ -89,6 +89,9 @@ class Inotify:
             os.close(self.fd)
             self.fd = -1
 
+    def __del__(self) -> None:  # a tree dropped unclosed (a reinstalled remote helper) frees its watches too
+        self.close()
+
 
 class Tree:
     """The regular files under ``root`` as ``{relative path: (size, mtime_ns)}``, and what changed.
@@ -110,14 +113,17 @@ class Tree:
 
     def changes(self) -> dict[str, tuple[int, int]]:
         """Files new or changed since the last call (every file on the first), by (size, mtime_ns)."""
-        if self._started and self._inotify is not None:
+        changed: dict[str, tuple[int, int]] = {}
+        if self._started and self._inotify is not None and "" in self._dirs:  # (a root that went is rescanned)
             dirty = self._dirty()
             if dirty is not None:
                 try:
-                    return self._update(dirty)
-                except WatchUnavailable as exc:
+                    self._update(dirty, changed)
+                    return changed
+                except WatchUnavailable as exc:  # a new folder past the watch limit: what was found so far stays
                     self._give_up(str(exc))
-        return self._rescan()
+        changed.update(self._rescan())
+        return changed
 
     def note(self, paths: Iterable[str]) -> None:
         """Take these files as they are now (we wrote them): not reported as changes later."""
@@ -199,10 +205,10 @@ class Tree:
             if mask & IN_Q_OVERFLOW:
                 return None
             folder = self._wds.get(wd)
-            if mask & IN_IGNORED:
-                self._wds.pop(wd, None)
-                continue
             if folder is None:
+                continue
+            if mask & IN_IGNORED:  # the folder went (its parent's event names it, or it was the root)
+                del self._wds[wd]
                 continue
             if name:
                 dirty[folder + name] = None
@@ -210,13 +216,12 @@ class Tree:
                 return None
         return dirty
 
-    def _update(self, dirty: dict[str, None]) -> dict[str, tuple[int, int]]:
-        """Re-read the paths events named: folders that went (or were swapped) first, so a folder
-        moved within the tree is dropped under its old name before it is watched under the new."""
+    def _update(self, dirty: dict[str, None], changed: dict[str, tuple[int, int]]) -> None:
+        """Re-read the paths events named into ``changed``: folders that went (or were swapped) first,
+        so a folder moved within the tree is dropped under its old name before it is watched under the new."""
         for rel in dirty:
             if rel + "/" in self._dirs and not self._same_folder(rel + "/"):
                 self._drop(rel + "/")
-        changed: dict[str, tuple[int, int]] = {}
         for rel in dirty:
             try:
                 info = os.lstat(os.path.join(self.root, rel))
@@ -233,7 +238,6 @@ class Tree:
                     changed[rel] = self.files[rel] = sig
             else:
                 self.files.pop(rel, None)
-        return changed
 
     def _merge(self, found: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
         """Record the files of a folder that appeared; return those that differ from what we knew."""

@@ -107,3 +107,14 @@ def test_a_swapped_folder_is_rescanned(tree: Tree) -> None:
     os.rename(root / "a", root / "old-a")
     os.rename(root / "b", root / "a")  # 'a' is now another folder
     assert changed(tree) == {"a/two.txt", "old-a/one.txt"} and "a/one.txt" not in tree.files
+
+
+def test_the_root_removed_and_made_again(tree: Tree) -> None:
+    root = Path(tree.root)
+    shutil.rmtree(root)
+    assert changed(tree) == set() and tree.files == {}
+    (root / "c").mkdir(parents=True)
+    (root / "c" / "new.txt").write_text("new")
+    assert changed(tree) == {"c/new.txt"}
+    (root / "c" / "newer.txt").write_text("newer")
+    assert changed(tree) == {"c/newer.txt"}
