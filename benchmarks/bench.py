@@ -9,7 +9,7 @@ Everything runs on loopback: a real jupyter_server (``LocalServer`` with a Binde
 ``base_url``), real local ipykernels driven by jupyter_client (and nbclient), and an
 independent minimal websocket client as the "what the wire costs" baseline. One module
 per measure (latency, sync_latency, bulk, small_messages, comms, far, launch, transfer,
-recovery), sharing
+many_files, recovery), sharing
 ``harness.py``. The exit status is 0 whatever the results: read the PASS/FAIL lines.
 """
 
@@ -26,7 +26,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the checkout (benchmarks/, t
 from harness import (BASE_URL, Context, LocalServer, Report, busy_cpu_seconds, environment, now,  # noqa: E402
                      own_cpu_seconds, remove_temp_dirs, temp_dir, uptime)
 
-MEASURES = ["latency", "sync_latency", "bulk", "small_messages", "comms", "far", "launch", "transfer", "recovery"]
+MEASURES = ["latency", "sync_latency", "bulk", "small_messages", "comms", "far", "launch", "transfer", "many_files", "recovery"]
 
 
 def main(argv: list[str] | None = None) -> int:

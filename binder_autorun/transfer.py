@@ -33,6 +33,7 @@ import os
 import posixpath
 import secrets
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ import requests
 
 from . import watch
 from .errors import BinderAutorunError, ConnectionLost, ServerUnreachable
+from .server import JupyterServer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ KERNEL_CHUNK = 4 << 20
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache"})
 #: name part of files written aside before the rename
 PARTIAL = ".binder-partial-"
+#: how many small files move at once (one request each): a far server's round trips overlap
+WORKERS = 4
 
 
 class TransferError(BinderAutorunError):
@@ -219,6 +223,21 @@ class Transport(ABC):
         """The remote real path (to see symlinks leaving a tree), None when unknown."""
         return None
 
+    def digests(self, paths: list[str]) -> dict[str, tuple[str, str] | None]:
+        """:meth:`digest` of several files (transports that can ask once do)."""
+        return {path: self.digest(path) for path in paths}
+
+    def beside(self, path: str) -> bool:
+        """Whether the file ``path`` (within one chunk) may move beside others, over :meth:`twin`s."""
+        return False
+
+    def twin(self) -> Transport:
+        """The same transport over a connection of its own (a thread's)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free what a :meth:`twin` opened."""
+
 
 # -- contents API ---------------------------------------------------------------
 
@@ -338,6 +357,22 @@ class ContentsTransport(Transport):
                 raise TransferError(_hidden_sentence(path))
             return self.fallback.writer(path, size)
         return _ContentsWriter(self, path, size)
+
+    def digests(self, paths: list[str]) -> dict[str, tuple[str, str] | None]:
+        if self.fallback is not None:
+            return self.fallback.digests(paths)
+        return super().digests(paths)
+
+    def beside(self, path: str) -> bool:
+        return not self._hidden(path)  # hidden files go through the kernel, one at a time
+
+    def twin(self) -> Transport:
+        twin = ContentsTransport(JupyterServer(self.server.info, timeout=self.server.timeout), self.base, None, self.chunk)
+        twin._made = self._made
+        return twin
+
+    def close(self) -> None:
+        self.server.close()
 
     def makedirs(self, path: str) -> None:
         if self._hidden(path) and self.fallback is not None:
@@ -485,6 +520,12 @@ def digest(p):
             if not b: break
             h.update(b)
     return h.hexdigest()
+def digests(ps):
+    out = {}
+    for p in ps:
+        try: out[p] = digest(p)
+        except OSError: out[p] = None
+    return _json.dumps(out)
 def read(p, offset, n):
     with open(p, "rb") as f:
         f.seek(offset)
@@ -541,7 +582,7 @@ def scan_stop(key):
     tree = _trees.pop(key, None)
     if tree is not None: tree.close()
     return "ok"
-for _f in (stat, listdir, digest, read, makedirs, open_tmp, append, commit, abort, cwd_under, scan_changes, scan_stop):
+for _f in (stat, listdir, digest, digests, read, makedirs, open_tmp, append, commit, abort, cwd_under, scan_changes, scan_stop):
     setattr(_m, _f.__name__, _f)
 _m.VERSION = globals().get("VERSION")
 _sys.modules["_binder_autorun_xfer"] = _m
@@ -650,6 +691,12 @@ class KernelTransport(Transport):
 
     def digest(self, path: str) -> tuple[str, str] | None:
         return "sha256", self._call("digest", path, what=f"hashing {path!r}")
+
+    def digests(self, paths: list[str]) -> dict[str, tuple[str, str] | None]:
+        if not paths:
+            return {}
+        found = json.loads(self._call("digests", paths, what=f"hashing {len(paths)} files"))
+        return {path: ("sha256", found[path]) if found.get(path) else None for path in paths}
 
     def read(self, path: str, size: int) -> Iterator[bytes]:
         offset = 0
@@ -782,8 +829,9 @@ class Transfer:
     """Push and pull files between ``local_root`` and the remote working directory over ``transport``."""
 
     def __init__(self, transport: Transport, local_root: str | os.PathLike[str] | None = None,
-                 out: IO[str] | None = None, quiet: bool = False, max_size: int | None = None) -> None:
+                 out: IO[str] | None = None, quiet: bool = False, max_size: int | None = None, workers: int = WORKERS) -> None:
         self.transport = transport
+        self.workers = workers
         self.local_root = Path(local_root or os.getcwd())
         self.out = out if out is not None else sys.stdout
         self.quiet = quiet
@@ -796,7 +844,7 @@ class Transfer:
         started = time.monotonic()
         summary = Summary("pushed")
         items = self._local_items(sources, to, summary)
-        self._run(items, summary, self._push_one, started, "pushing")
+        self._run(items, summary, self._push_one, self._push_small, started, "pushing")
         return summary
 
     def _local_items(self, sources: list[str], to: str, summary: Summary) -> list[_Item]:
@@ -868,22 +916,46 @@ class Transfer:
                 self._add_file(path, child, items, summary)
 
     def _push_one(self, item: _Item, progress: Progress, summary: Summary) -> None:
-        transport = self.transport
         if item.size < 0:
-            transport.makedirs(item.remote)
+            self.transport.makedirs(item.remote)
             return
+        existing = self._push_target(item)
+        if existing is not None and existing.size == item.size and self._same(item, self.transport.digest(item.remote)):
+            summary.skipped += 1
+            progress.total -= item.size
+            return
+        self._upload(self.transport, item, progress)
+        summary.files += 1
+        summary.bytes += item.size
+        summary.paths.append(item.remote)
+
+    def _push_small(self, items: list[_Item], summary: Summary, progress: Progress) -> None:
+        """Small files: the unchanged found with one digest request, the rest uploaded side by side."""
+        same_size = [item for item in items if (found := self._push_target(item)) is not None and found.size == item.size]
+        digests = self.transport.digests([item.remote for item in same_size])
+        unchanged = {item.remote for item in same_size if self._same(item, digests.get(item.remote))}
+        summary.skipped += len(unchanged)
+        progress.total -= sum(item.size for item in items if item.remote in unchanged)
+
+        def upload(transport: Transport, item: _Item) -> tuple[int, str]:
+            self._upload(transport, item, _SILENT)
+            return item.size, item.remote
+
+        self._in_parallel([item for item in items if item.remote not in unchanged], upload, summary, progress)
+
+    def _push_target(self, item: _Item) -> Entry | None:
+        """The remote entry ``item`` replaces, if any (its folder is made when missing)."""
         parent = posixpath.dirname(item.remote)
         listing = self._remote_listing(parent)
         existing = listing.get(posixpath.basename(item.remote)) if listing is not None else None
         if existing is not None and existing.kind == "dir":
             raise TransferError(f"Cannot push {item.remote!r}: a remote folder has that name.")
-        if existing is not None and existing.size == item.size and self._same(item, transport.digest(item.remote)):
-            summary.skipped += 1
-            progress.total -= item.size
-            return
         if listing is None and parent:
-            transport.makedirs(parent)
+            self.transport.makedirs(parent)
             self._listings[parent] = {}
+        return existing
+
+    def _upload(self, transport: Transport, item: _Item, progress: Progress) -> None:
         writer = transport.writer(item.remote, item.size)
         try:
             try:
@@ -900,9 +972,6 @@ class Transfer:
         except BaseException:
             writer.abort()
             raise
-        summary.files += 1
-        summary.bytes += item.size
-        summary.paths.append(item.remote)
 
     def _same(self, item: _Item, remote: tuple[str, str] | None) -> bool:
         if remote is None:
@@ -943,7 +1012,7 @@ class Transfer:
         items: list[_Item] = []
         for source in sources:
             self._remote_items(source, items, summary)
-        self._run(items, summary, self._pull_one, started, "pulling")
+        self._run(items, summary, self._pull_one, self._pull_small, started, "pulling")
         return summary
 
     def _remote_items(self, source: str, items: list[_Item], summary: Summary) -> None:
@@ -1041,22 +1110,54 @@ class Transfer:
             target = safe_local_target(self._dest, rel + "/x")
             target.parent.mkdir(exist_ok=True)
             return
-        target = safe_local_target(self._dest, rel)
-        if target.is_dir() and not target.is_symlink():
-            raise TransferError(f"Cannot pull {rel!r}: a local folder has that name.")
-        if target.is_file() and not target.is_symlink() and target.stat().st_size == item.size:
+        target = self._pull_target(item)
+        if _same_size(target, item.size):
             remote = self.transport.digest(item.remote)
             if remote is not None and local_digest(target, remote[0]) == remote[1]:
                 summary.skipped += 1
                 progress.total -= item.size
                 return
+        got = self._download(self.transport, item, target, progress)
+        summary.files += 1
+        summary.bytes += got
+        summary.paths.append(rel)
+
+    def _pull_small(self, items: list[_Item], summary: Summary, progress: Progress) -> None:
+        """Small files: the unchanged found with one digest request, the rest downloaded side by side."""
+        targets = {item.remote: self._pull_target(item) for item in items}
+        same_size = [item for item in items if _same_size(targets[item.remote], item.size)]
+        digests = self.transport.digests([item.remote for item in same_size])
+        unchanged = set()
+        for item in same_size:
+            remote = digests.get(item.remote)
+            if remote is not None and local_digest(targets[item.remote], remote[0]) == remote[1]:
+                unchanged.add(item.remote)
+        summary.skipped += len(unchanged)
+        progress.total -= sum(item.size for item in items if item.remote in unchanged)
+
+        def download(transport: Transport, item: _Item) -> tuple[int, str]:
+            return self._download(transport, item, targets[item.remote], _SILENT), str(item.local).replace(os.sep, "/")
+
+        self._in_parallel([item for item in items if item.remote not in unchanged], download, summary, progress)
+
+    def _pull_target(self, item: _Item) -> Path:
+        """Where ``item`` lands locally (its folders made, refusing a way out of the tree)."""
+        rel = str(item.local).replace(os.sep, "/")
+        target = safe_local_target(self._dest, rel)
+        if target.is_dir() and not target.is_symlink():
+            raise TransferError(f"Cannot pull {rel!r}: a local folder has that name.")
+        return target
+
+    def _download(self, transport: Transport, item: _Item, target: Path, progress: Progress) -> int:
+        """Write the remote file aside, then rename it over ``target``; the bytes written."""
+        rel = str(item.local).replace(os.sep, "/")
         temp = target.parent / f".{target.name}{PARTIAL}{secrets.token_hex(4)}"
         got = 0
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
             with os.fdopen(fd, "wb") as handle:
                 done = progress.done
-                for block in self.transport.read(item.remote, item.size):
+                for block in transport.read(item.remote, item.size):
                     handle.write(block)
                     got += len(block)
                     progress.update(done + got, rel)
@@ -1067,24 +1168,30 @@ class Transfer:
         except BaseException:
             _remove(temp)
             raise
-        summary.files += 1
-        summary.bytes += got
-        summary.paths.append(rel)
+        return got
 
     # -- shared ---------------------------------------------------------------------
 
     def _run(self, items: list[_Item], summary: Summary, one: Callable[[_Item, Progress, Summary], None],
-             started: float, verb: str) -> None:
+             small: Callable[[list[_Item], Summary, Progress], None], started: float, verb: str) -> None:
+        """Move ``items``: small files (within one chunk) by ``small`` side by side, the rest one by one."""
         self._listings: dict[str, dict[str, Entry] | None] = {}
         progress = Progress(verb, self.out, after=float("inf") if self.quiet else 1.0)
         progress.total = sum(max(item.size, 0) for item in items)
+        side_by_side = [item for item in items if self._beside(item)] if self.workers > 1 else []
+        if len(side_by_side) < 2:
+            side_by_side = []
+        chosen = {id(item) for item in side_by_side}
+        one_by_one = [item for item in items if id(item) not in chosen]
         try:
-            for item in items:
+            for item in one_by_one:
                 try:
                     one(item, progress, summary)
                 except OSError as exc:
                     raise TransferError(_local_failure(exc, item.remote)) from None
                 progress.done = summary.bytes
+            if side_by_side:
+                small(side_by_side, summary, progress)
         except KeyboardInterrupt:
             raise TransferError(f"Interrupted after {summary.files} file(s); no partial file was left under a final name.") from None
         except BinderAutorunError as exc:
@@ -1100,6 +1207,82 @@ class Transfer:
             progress.finish(summary.line())
         elif progress.width:
             self.out.write("\r" + " " * progress.width + "\r")
+
+    def _beside(self, item: _Item) -> bool:
+        return 0 <= item.size <= getattr(self.transport, "chunk", CHUNK) and self.transport.beside(item.remote)
+
+    def _in_parallel(self, items: list[_Item], move: Callable[[Transport, _Item], tuple[int, str]],
+                     summary: Summary, progress: Progress) -> None:
+        """``move(transport, item)`` for every item, ``workers`` at a time, each over a twin transport.
+
+        Counts and the progress line are kept here (one thread writes the line). The first
+        failure stops the rest (requests in flight finish) and is raised; so is an interrupt,
+        once the files in flight are in place or removed.
+        """
+        if not items:
+            return
+        lock = threading.Lock()
+        stop = threading.Event()
+        pending = iter(items)
+        failures: list[BaseException] = []
+
+        def work(transport: Transport) -> None:
+            try:
+                while not stop.is_set():
+                    with lock:
+                        item = next(pending, None)
+                    if item is None:
+                        return
+                    try:
+                        moved, path = move(transport, item)
+                    except OSError as exc:
+                        raise TransferError(_local_failure(exc, item.remote)) from None
+                    with lock:
+                        summary.files += 1
+                        summary.bytes += moved
+                        summary.paths.append(path)
+            except BaseException as exc:
+                with lock:
+                    failures.append(exc)
+                stop.set()
+            finally:
+                transport.close()
+
+        threads = [threading.Thread(target=work, args=(self.transport.twin(),), name="binder-autorun-transfer", daemon=True)
+                   for _ in range(min(self.workers, len(items)))]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.1)
+                    progress.update(summary.bytes, summary.paths[-1] if summary.paths else "")
+        except KeyboardInterrupt:
+            stop.set()
+            for thread in threads:
+                thread.join()
+            raise
+        summary.paths.sort()
+        progress.done = summary.bytes
+        if failures:
+            raise failures[0]
+
+
+class _Silent(Progress):
+    """No progress line: the files moving side by side are counted by the thread that starts them."""
+
+    def __init__(self) -> None:
+        super().__init__("", sys.stderr)
+
+    def update(self, done: int, current: str) -> None:
+        pass
+
+
+_SILENT = _Silent()
+
+
+def _same_size(target: Path, size: int) -> bool:
+    return target.is_file() and not target.is_symlink() and target.stat().st_size == size
 
 
 def _posix_inside(path: str, root: str) -> bool:

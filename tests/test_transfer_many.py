@@ -1,0 +1,162 @@
+"""Many small files: they move side by side (``Transfer.workers`` connections), and the
+unchanged ones are found with one digest request, against a real jupyter_server and a real
+remote ipykernel. Checked by content (sha256), by what the server was asked (a recorder
+around the transport's own methods), and for the failure and interrupt cases: one sentence,
+no partial file under a final name on either side."""
+
+from __future__ import annotations
+
+import _thread
+import hashlib
+import os
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from binder_autorun.launch import LocalServer
+from binder_autorun.server import JupyterServer
+from binder_autorun.session import KernelSession
+from binder_autorun.transfer import PARTIAL, ContentsTransport, Transfer, TransferError, Transport, open_transport
+
+FILES = 120
+CHUNK = 64 << 10  # files above it stream in chunks, one by one
+
+
+def make_tree(root: Path) -> dict[str, str]:
+    """Small files in nested folders, two chunked ones, a hidden one; relative path -> sha256."""
+    made: dict[str, str] = {}
+    for index in range(FILES):
+        rel = f"d{index % 6}/sub{index % 2}/f{index:03d}.bin"
+        made[rel] = _write(root / rel, os.urandom(10 + index * 37))
+    for rel, size in (("big/one.bin", 3 * CHUNK + 5), ("big/two.bin", CHUNK + 1)):
+        made[rel] = _write(root / rel, os.urandom(size))
+    made[".hidden/secret.txt"] = _write(root / ".hidden/secret.txt", b"only the kernel channel carries me")
+    return made
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def shas(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+class Recorder:
+    """Counts the calls a transport (and every twin of it) gets, by method."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.calls: Counter[str] = Counter()
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+        self.wrap(transport)
+
+    def wrap(self, transport: Transport) -> Transport:
+        for name in ("digest", "digests", "writer", "read", "twin"):
+            original = getattr(transport, name)
+            setattr(transport, name, self._counted(name, original))
+        return transport
+
+    def _counted(self, name: str, original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.calls[name] += 1
+                self.threads.add(threading.current_thread().name)
+            result = original(*args, **kwargs)
+            return self.wrap(result) if name == "twin" else result
+        return call
+
+
+@pytest.fixture(scope="module")
+def work(remote_server: LocalServer) -> Iterator[tuple[KernelSession, Path]]:
+    name = f"many-{uuid.uuid4().hex[:8]}"
+    folder = remote_server.root_dir / name
+    folder.mkdir()
+    session = KernelSession.start(JupyterServer(remote_server.info), "python3", path=name)
+    yield session, folder
+    session.shutdown()
+
+
+def contents(session: KernelSession) -> ContentsTransport:
+    transport = open_transport(session, "contents")
+    assert isinstance(transport, ContentsTransport)
+    transport.chunk = CHUNK
+    return transport
+
+
+def test_push_and_pull_many_files_side_by_side(work: tuple[KernelSession, Path], tmp_path: Path) -> None:
+    session, remote = work
+    local = tmp_path / "local"
+    made = make_tree(local / "tree")
+    transport = contents(session)
+    recorder = Recorder(transport)
+    pushed = Transfer(transport, local, quiet=True).push(["tree"])
+    assert (pushed.files, pushed.skipped) == (FILES + 3, 0)
+    assert shas(remote / "tree") == made
+    assert recorder.calls["twin"] == 4 and len(recorder.threads) >= 2, recorder.threads  # four connections at once
+    assert recorder.calls["digest"] == 0
+
+    recorder.calls.clear()
+    again = Transfer(transport, local, quiet=True).push(["tree"])
+    assert (again.files, again.skipped) == (0, FILES + 3)
+    assert recorder.calls["digests"] == 1 and recorder.calls["writer"] == 0  # one request found the small ones unchanged
+    assert recorder.calls["digest"] == 3  # the chunked files and the hidden one (kernel channel) one by one
+
+    (local / "tree/d1/sub1/f001.bin").write_bytes(b"changed, same folder")
+    back = tmp_path / "back"
+    pulled = Transfer(transport, back, quiet=True).pull(["tree"])
+    assert pulled.files == FILES + 3 and shas(back / "tree") == made
+    recorder.calls.clear()
+    Transfer(transport, local, quiet=True).push(["tree"])
+    assert recorder.calls["writer"] == 1 and (remote / "tree/d1/sub1/f001.bin").read_bytes() == b"changed, same folder"
+    again_back = Transfer(transport, back, quiet=True).pull(["tree"])
+    assert (again_back.files, again_back.skipped) == (1, FILES + 2)
+    assert not [p for p in (remote / "tree").rglob("*") if PARTIAL in p.name]
+    assert not [p for p in back.rglob("*") if PARTIAL in p.name]
+
+
+def test_one_failure_among_many_is_one_sentence_and_stops_the_rest(work: tuple[KernelSession, Path], tmp_path: Path) -> None:
+    session, remote = work
+    local = tmp_path / "local"
+    make_tree(local / "fail")
+    (remote / "fail/d3/sub1").mkdir(parents=True)
+    (remote / "fail/d3/sub1/f003.bin").mkdir()  # a remote folder where a small file should go
+    with pytest.raises(TransferError) as failed:
+        Transfer(contents(session), local, quiet=True).push(["fail"])
+    assert str(failed.value).startswith("Cannot push 'fail/d3/sub1/f003.bin': a remote folder has that name.")
+    assert not [p for p in (remote / "fail").rglob("*") if PARTIAL in p.name]
+
+
+def test_interrupt_among_many_leaves_no_partial_file(work: tuple[KernelSession, Path], tmp_path: Path) -> None:
+    session, remote = work
+    local = tmp_path / "local"
+    for index in range(400):
+        _write(local / "stop" / f"f{index:03d}.txt", os.urandom(2000))
+    transport = contents(session)
+    started = threading.Event()
+    original = transport.twin
+
+    def twin() -> Transport:
+        started.set()
+        return original()
+
+    transport.twin = twin  # type: ignore[method-assign]
+    timer = threading.Thread(target=lambda: (started.wait(30), _thread.interrupt_main()))
+    timer.start()
+    try:
+        with pytest.raises(TransferError) as stopped:
+            Transfer(transport, local, quiet=True).push(["stop"])
+    finally:
+        timer.join()
+    assert str(stopped.value).startswith("Interrupted after ") and "no partial file was left under a final name" in str(stopped.value)
+    landed = sorted(p.name for p in (remote / "stop").iterdir())
+    assert 0 <= len(landed) < 400 and not [name for name in landed if PARTIAL in name]
+    for name in landed:  # whatever arrived is whole
+        assert (remote / "stop" / name).read_bytes() == (local / "stop" / name).read_bytes()
