@@ -7,7 +7,7 @@ about 2 minutes"). The reader also routes each message to the request that
 caused it (by ``parent_header.msg_id``), so traffic from other clients of the
 same kernel never leaks into a cell.
 
-Why ``TCP_QUICKACK`` before every read: tornado does not set ``TCP_NODELAY``
+Why ``TCP_QUICKACK`` before every socket read: tornado does not set ``TCP_NODELAY``
 on kernel websockets, so a naive client pays Nagle + delayed-ACK (~40 ms) per
 message burst. Re-arming QUICKACK makes the client ACK at once.
 
@@ -56,8 +56,14 @@ log = logging.getLogger(__name__)
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
+#: bytes asked of the socket at once: a burst of small frames costs one read, not three each
+READ_AHEAD = 65536
+
+
 def _frames_waiting(ws: websocket.WebSocket) -> bool:
     """Whether more of the stream has already arrived (so joined text may wait for it)."""
+    if getattr(ws, "buffered", 0):
+        return True
     sock = ws.sock
     if sock is None:
         return False
@@ -81,16 +87,36 @@ Event = dict[str, Any] | Reconnected | BinderAutorunError
 
 
 class _StampedWebSocket(websocket.WebSocket):
-    """Records when bytes last arrived, so a big frame still arriving counts as alive."""
+    """Reads ahead, and records when bytes last arrived (a big frame still arriving counts as alive).
+
+    websocket-client reads a frame's header, length and payload with a socket read
+    each; here one read takes whatever has arrived (up to :data:`READ_AHEAD`) and the
+    frames are cut from it. ``TCP_QUICKACK`` is re-armed before each real read.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.received_at = time.monotonic()
+        self._ahead = b""
+        self._at = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes read from the socket and not yet taken."""
+        return len(self._ahead) - self._at
 
     def _recv(self, bufsize: int) -> bytes:
-        data = super()._recv(bufsize)
-        self.received_at = time.monotonic()
-        return data
+        if self._at >= len(self._ahead):
+            if _QUICKACK is not None and self.sock is not None:
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            self._ahead, self._at = super()._recv(max(bufsize, READ_AHEAD)), 0
+            self.received_at = time.monotonic()
+            if len(self._ahead) <= bufsize:
+                self._at = len(self._ahead)
+                return self._ahead
+        chunk = self._ahead[self._at : self._at + bufsize]
+        self._at += len(chunk)
+        return chunk
 
 
 class Relay(Protocol):
@@ -102,9 +128,9 @@ class Relay(Protocol):
     def take(self, msg: wire.Message) -> bool:
         """Show ``msg`` now if it is plain output; False leaves it to the consumer."""
 
-    def awaits(self, msg: wire.Message) -> bool:
-        """Whether the consumer's handling of ``msg`` (not taken) shows something, so later
-        messages must wait until it is done."""
+    def hand_over(self, msg: wire.Message) -> bool:
+        """``msg`` (not taken) goes to the consumer, whose thread may send in between: whether
+        its handling shows something, so later messages must wait until it is done."""
 
     def flush(self) -> None:
         """Send any text held for joining."""
@@ -420,8 +446,6 @@ class KernelChannel:
             ws = self._ws
             assert ws is not None
             try:
-                if _QUICKACK is not None and ws.sock is not None:
-                    ws.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
                 opcode, data = ws.recv_data(control_frame=True)
             except (OSError, websocket.WebSocketException, AttributeError):
                 opcode, data = websocket.ABNF.OPCODE_CLOSE, b""
@@ -487,7 +511,7 @@ class KernelChannel:
             self._holder = relay
             return None
         self._flush_holder()
-        barrier = relay.awaits(msg)
+        barrier = relay.hand_over(msg)
         inbox.hand(msg, barrier)
         return inbox if barrier else None
 

@@ -34,6 +34,10 @@ class LocalFrontend(Protocol):
     def send(self, msg: wire.Message, parent: wire.Message) -> None:
         """Re-send ``msg`` to the frontend with ``parent`` (a message whose header the frontend knows)."""
 
+    def seal(self) -> None:
+        """What is sent after this goes out after whatever another thread sends meanwhile
+        (sends may be batched until then)."""
+
     def drain(self, timeout: float = 2.0) -> None:
         """Return once everything sent so far is out (before the frontend is asked for input
         on another channel, which would otherwise overtake it)."""
@@ -42,26 +46,58 @@ class LocalFrontend(Protocol):
 class KernelFrontend:
     """The frontends of the local ipykernel (JupyterLab, Notebook, VS Code, nbclient).
 
-    Thread-safe: ipykernel's IOPub socket hands every send to its IOPub thread,
-    which also keeps the order with the shell's own streams and displays.
+    Thread-safe. ipykernel's IOPub socket hands every send to its IOPub thread (which
+    also keeps the order with the shell's own streams and displays), waking it once
+    per message; a burst of thousands of small messages spent more in those wake-ups
+    than in the sends. So messages are signed here and handed over in batches: a
+    batch takes further messages until its IOPub turn comes or it is :meth:`seal`-ed
+    (before another thread may send something that must come after them).
     """
 
     has_comms = True
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
+        self._lock = threading.Lock()
+        self._batch: list[list[Any]] | None = None
 
     def send(self, msg: wire.Message, parent: wire.Message) -> None:
         kernel = self.kernel
-        kernel.session.send(
-            kernel.iopub_socket,
-            wire.msg_type(msg),
-            msg.get("content") or {},
-            parent=parent,
-            metadata=msg.get("metadata") or {},
-            buffers=list(msg.get("buffers") or []) or None,
-            ident=TOPIC,
-        )
+        io_thread = getattr(kernel.iopub_socket, "io_thread", None)
+        message = kernel.session.msg(wire.msg_type(msg), msg.get("content") or {}, parent=parent, metadata=msg.get("metadata") or {})
+        parts = kernel.session.serialize(message, ident=TOPIC)
+        parts.extend(msg.get("buffers") or [])
+        if io_thread is None:  # not ipykernel's background socket: send as the session would
+            kernel.iopub_socket.send_multipart(parts)
+            return
+        with self._lock:
+            batch = self._batch
+            if batch is not None:
+                batch.append(parts)
+                return
+            self._batch = batch = [parts]
+        io_thread.schedule(lambda: self._send_batch(io_thread, batch))
+
+    def seal(self) -> None:
+        with self._lock:
+            self._batch = None
+
+    def _send_batch(self, io_thread: Any, batch: list[list[Any]]) -> None:
+        """On the IOPub thread: send a batch (it takes no more messages from now on)."""
+        with self._lock:
+            if self._batch is batch:
+                self._batch = None
+        socket = io_thread.socket
+        if socket is None:  # the kernel is shutting down
+            return
+        from zmq import SNDMORE  # only under a kernel, where pyzmq is
+
+        more, threshold = int(SNDMORE), self.kernel.session.copy_threshold  # int: enum flags cost more than the send
+        for parts in batch:
+            copy = max(len(part) for part in parts) < threshold
+            for part in parts[:-1]:
+                socket.send(part, more, copy=copy)
+            socket.send(parts[-1], 0, copy=copy)
 
     def drain(self, timeout: float = 2.0) -> None:
         io_thread = getattr(self.kernel.iopub_socket, "io_thread", None)
@@ -89,6 +125,9 @@ class TerminalFrontend:
                 print(text, flush=True)
         elif kind == "error":
             print("\n".join(content.get("traceback") or [f"{content.get('ename')}: {content.get('evalue')}"]), flush=True)
+
+    def seal(self) -> None:
+        pass  # printed at once
 
     def drain(self, timeout: float = 2.0) -> None:
         pass  # printed at once
