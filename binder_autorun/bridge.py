@@ -85,7 +85,8 @@ class _ForwardRelay:
         self.bridge.publish(msg)
         return True
 
-    def awaits(self, msg: wire.Message) -> bool:
+    def hand_over(self, msg: wire.Message) -> bool:
+        self.bridge.frontend.seal()  # the local kernel's idle for this event comes after what was sent
         return False  # what this relay leaves (status) shows nothing
 
     def flush(self) -> None:

@@ -188,7 +188,8 @@ class OutputRelay:
             self.bridge.frontend.send(msg, self._parent)
         return True
 
-    def awaits(self, msg: wire.Message) -> bool:
+    def hand_over(self, msg: wire.Message) -> bool:
+        self.bridge.frontend.seal()
         return wire.msg_type(msg) in _SHOWN_BY_MIRROR
 
     def flush(self) -> None:

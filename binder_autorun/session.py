@@ -119,8 +119,8 @@ class _RunRelay:
             and bool(self.relay.take(msg))
         )
 
-    def awaits(self, msg: wire.Message) -> bool:
-        return msg.get("channel") == "iopub" and bool(self.relay.awaits(msg))
+    def hand_over(self, msg: wire.Message) -> bool:
+        return bool(self.relay.hand_over(msg))
 
     def flush(self) -> None:
         self.relay.flush()
