@@ -473,11 +473,17 @@ class BinderAutorun(Configurable):
             del self._reused_ids[next(iter(self._reused_ids))]
         self.bridge.remember(parent)  # what the remote sends after the cell ends still lands under it
         mirror = DisplayMirror(self.shell, self.counter, track_count=store_history, bridge=self.bridge)
+        expressions = self.assist.requested_expressions()
+        sync = self._synced_cell(1)
+        if sync is not None:  # the remote's changes come back with the cell's own reply: no extra round trip
+            expressions[sync.expression_key] = sync.after_expression()
         reply = session.execute(
             source, mirror, silent=silent, store_history=store_history, allow_stdin=mirror.allow_stdin,
             timeout=self.cell_timeout or None, msg_id=str(parent["header"]["msg_id"]),
-            user_expressions=self.assist.requested_expressions(),
+            user_expressions=expressions,
         )
+        if sync is not None:
+            reply = sync.take(reply)  # the frontend never sees our expression
         self.assist.remember(reply)
         if reply.get("timed_out"):
             _notice(f"the cell ran longer than {self.cell_timeout:g} s and was interrupted.")
@@ -592,6 +598,7 @@ class BinderAutorun(Configurable):
         """Stop mirroring (files stay where they are)."""
         if self.sync is None:
             return
+        self.sync.stop()
         self.sync = None
         for event, callback in (("pre_run_cell", self._sync_before), ("post_run_cell", self._sync_after)):
             try:
@@ -599,11 +606,17 @@ class BinderAutorun(Configurable):
             except ValueError:
                 pass
 
+    def _synced_cell(self, depth: int) -> Sync | None:
+        """The sync, if the cell at hand is a top-level remote one: pre_run_cell and the cell itself
+        run at depth 1, post_run_cell after it (depth 0; ipykernel and IPython trigger it outside run_cell_async)."""
+        if self.sync is None or not self.active or self.router.depth != depth or self.router.cell != "remote":
+            return None
+        return self.sync
+
     def _sync_step(self, step: str, depth: int) -> None:
-        """Sync around top-level remote cells: pre_run_cell runs inside the cell (depth 1),
-        post_run_cell after it (depth 0; ipykernel and IPython trigger it outside run_cell_async)."""
-        sync = self.sync
-        if sync is None or not self.active or self.router.depth != depth or self.router.cell != "remote":
+        """Sync before or after a top-level remote cell; a failure is one notice, the cell goes on."""
+        sync = self._synced_cell(depth)
+        if sync is None:
             return
         try:
             getattr(sync, step)()

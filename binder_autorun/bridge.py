@@ -73,11 +73,31 @@ class RemoteComm:
         self.bridge.drop_comm(self.comm_id)
 
 
+class _ForwardRelay:
+    """Shows what a forwarded frontend message causes from the reader thread, in order."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def take(self, msg: wire.Message) -> bool:
+        if wire.msg_type(msg) not in COMM_TYPES | OUTPUT_TYPES:
+            return False
+        self.bridge.publish(msg)
+        return True
+
+    def awaits(self, msg: wire.Message) -> bool:
+        return False  # what this relay leaves (status) shows nothing
+
+    def flush(self) -> None:
+        pass
+
+
 class _ForwardSink:
     """Where the messages caused by a forwarded frontend message go: back to the frontend."""
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
+        self.relay = _ForwardRelay(bridge)
 
     def on_message(self, msg: wire.Message) -> None:
         self.bridge.publish(msg)
@@ -147,7 +167,7 @@ class Bridge:
     def attach(self, session: KernelSession, adopt: bool = False) -> None:
         """Take ``session``'s unsolicited messages; ``adopt`` its open comms (an attached kernel)."""
         self.session = session
-        session.channel.on_unsolicited = lambda event: self._events.put((session, event))
+        session.channel.on_unsolicited = lambda event: self._outlet(session, event)
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="binder-autorun-bridge", daemon=True)
             self._worker.start()
@@ -282,6 +302,18 @@ class Bridge:
     def _usable(self) -> bool:
         return self.session is not None and self.session.alive
 
+    def _outlet(self, session: KernelSession, event: Event) -> None:
+        """Output and comms are re-sent at once, on the channel's thread: one publisher keeps
+        the remote's order across requests. The rest waits for the worker (it may block)."""
+        if isinstance(event, dict) and event.get("channel") == "iopub" and wire.msg_type(event) != "status":
+            if session is self.session:
+                try:
+                    self.publish(event)
+                except Exception:  # one bad message must not stop the reader
+                    log.warning("could not pass on a remote message", exc_info=True)
+            return
+        self._events.put((session, event))
+
     def _work(self) -> None:
         while True:
             session, event = self._events.get()
@@ -304,9 +336,7 @@ class Bridge:
             if not wire.parent_id(event) and (event.get("content") or {}).get("execution_state") in ("restarting", "dead"):
                 self.close_remote_comms()
             return
-        if event.get("channel") == "iopub":
-            self.publish(event)
-        elif kind == "input_request":
+        if kind == "input_request":
             log.warning("the remote kernel asked for input outside a cell; it gets end-of-file")
             reply = wire.make_message("input_reply", {"value": "\x04"}, session.channel.session_id, channel="stdin", parent=event)
             try:

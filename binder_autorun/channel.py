@@ -17,6 +17,16 @@ connection) leaves through one ordered outlet, :attr:`KernelChannel.on_unsolicit
 which the bridge (``bridge.py``) consumes; a request that finishes hands what is
 left in its inbox to the outlet, so nothing falls between the two.
 
+Why a :class:`Relay`: thousands of small outputs cost what each costs in thread
+hand-offs. A request's consumer may give its inbox a relay, which the reader
+asks first: what it takes (plain output) is re-sent from the reader thread
+itself, so the reader is the one publisher of everything and the remote's order
+holds across requests. What it does not take goes to the consumer's thread; if
+handling it shows something, the reader waits until that is done (a barrier)
+before it goes on. A relay may join consecutive stream text while more frames
+are already waiting on the socket; it is flushed before anything else leaves
+and as soon as the socket is idle, so text is never held back.
+
 When the socket drops, the reader reconnects with the same ``session_id``; the
 server replays what it buffered meanwhile, so a running cell loses nothing.
 If the server or kernel is gone, every waiting request gets a
@@ -27,13 +37,14 @@ from __future__ import annotations
 
 import logging
 import queue
+import select
 import socket
 import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import websocket
 
@@ -44,6 +55,20 @@ from .server import JupyterServer
 log = logging.getLogger(__name__)
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+def _frames_waiting(ws: websocket.WebSocket) -> bool:
+    """Whether more of the stream has already arrived (so joined text may wait for it)."""
+    sock = ws.sock
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)  # TLS: decrypted bytes a select() cannot see
+    if pending is not None and pending():
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
 
 class Reconnected:
     """Put in waiting inboxes after a reconnect: a reply may have been lost in the drop."""
@@ -68,12 +93,61 @@ class _StampedWebSocket(websocket.WebSocket):
         return data
 
 
-class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
-    """Messages caused by one request, in arrival order (deduplicated on replay)."""
+class Relay(Protocol):
+    """Shows some of a request's messages from the reader thread (see the module docstring).
 
-    def __init__(self) -> None:
+    Called on the reader thread under the channel's routing lock: keep it quick.
+    """
+
+    def take(self, msg: wire.Message) -> bool:
+        """Show ``msg`` now if it is plain output; False leaves it to the consumer."""
+
+    def awaits(self, msg: wire.Message) -> bool:
+        """Whether the consumer's handling of ``msg`` (not taken) shows something, so later
+        messages must wait until it is done."""
+
+    def flush(self) -> None:
+        """Send any text held for joining."""
+
+
+class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
+    """Messages caused by one request, in arrival order (deduplicated on replay).
+
+    With a :attr:`relay`, the consumer calls :meth:`done` with each message it has
+    handled, so the reader knows when it may go on after a barrier.
+    """
+
+    def __init__(self, relay: Relay | None = None) -> None:
         super().__init__()
         self.seen: set[str] = set()
+        self.relay = relay
+        #: when the reader last had a message for this request (relayed ones included)
+        self.heard = time.monotonic()
+        self._awaited: Any = None
+        self._turn = threading.Event()
+        self._turn.set()
+
+    def hand(self, msg: wire.Message, barrier: bool) -> None:
+        """Queue ``msg`` for the consumer; with ``barrier``, :meth:`wait_turn` waits until it is done."""
+        if barrier:
+            self._turn.clear()
+            self._awaited = msg
+        self.put(msg)
+
+    def done(self, event: Any) -> None:
+        """The consumer has handled ``event``."""
+        if event is not None and event is self._awaited:
+            self.release()
+
+    def release(self) -> None:
+        """Let the reader go on (the message was handled, or nobody will handle it)."""
+        self._awaited = None
+        self._turn.set()
+
+    def wait_turn(self, still_open: Callable[[], bool]) -> None:
+        """Until the consumer is done with the barrier message, or the channel closes."""
+        while not self._turn.wait(0.5) and still_open():
+            pass
 
 
 class KernelChannel:
@@ -115,6 +189,8 @@ class KernelChannel:
         self.last_activity = time.monotonic()
         self._ws: websocket.WebSocket | None = None
         self._inboxes: dict[str, Inbox] = {}
+        #: the relay that took the last message (it may hold text for joining)
+        self._holder: Relay | None = None
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._closed = False
@@ -260,10 +336,16 @@ class KernelChannel:
         came after its end) goes to the outlet, ahead of anything the reader sends there next."""
         with self._lock:
             inbox = self._inboxes.pop(msg_id, None)
-            while inbox is not None and not inbox.empty():
+            if inbox is None:
+                return
+            if not inbox.empty():
+                self._flush_holder()
+            while not inbox.empty():
                 event = inbox.get_nowait()
                 if isinstance(event, dict):
                     self._unsolicited(event)
+            if inbox not in self._inboxes.values():  # no other id of the request still routes to it
+                inbox.release()
 
     # -- liveness -----------------------------------------------------------
 
@@ -329,6 +411,7 @@ class KernelChannel:
             log.info("%s", self._lost)
             self._notify_all(self._lost)
             with self._lock:
+                self._flush_holder()
                 self._unsolicited(self._lost)
             self._connected.set()  # wake senders so they see the loss
 
@@ -351,8 +434,13 @@ class KernelChannel:
                     continue
                 finally:
                     data = b""  # drop the frame now, not after the next (blocking) read
-                self._dispatch(msg)
+                barrier = self._dispatch(msg)
                 del msg
+                if barrier is not None:
+                    barrier.wait_turn(lambda: not self._closed)
+                if self._holder is not None and not _frames_waiting(ws):
+                    with self._lock:
+                        self._flush_holder()
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 if self._closed:
                     return
@@ -360,21 +448,57 @@ class KernelChannel:
                 if not self._reconnect():
                     return
 
-    def _dispatch(self, msg: wire.Message) -> None:
+    def _dispatch(self, msg: wire.Message) -> Inbox | None:
+        """Relay, queue or hand ``msg`` to the outlet; the inbox whose consumer must handle it
+        before the reader goes on, if any."""
         parent = wire.parent_id(msg)
+        barrier = None
         with self._lock:  # held while queueing, so forget() cannot slip between lookup and put
             inbox = self._inboxes.get(parent) if parent else None
-            if inbox is not None:
-                msg_id = (msg.get("header") or {}).get("msg_id", "")
-                if msg_id not in inbox.seen:  # else: replayed after a reconnect
-                    inbox.seen.add(msg_id)
-                    inbox.put(msg)
-                return
-            self._unsolicited(msg)
+            if inbox is None:
+                self._flush_holder()
+                self._unsolicited(msg)
+            else:
+                barrier = self._deliver(inbox, msg)
         if wire.msg_type(msg) == "status" and not parent:
             state = (msg.get("content") or {}).get("execution_state", "")
             if state in ("restarting", "dead"):
                 self._kernel_died(state)
+        return barrier
+
+    def _deliver(self, inbox: Inbox, msg: wire.Message) -> Inbox | None:
+        msg_id = (msg.get("header") or {}).get("msg_id", "")
+        if msg_id in inbox.seen:
+            return None  # replayed after a reconnect
+        inbox.seen.add(msg_id)
+        inbox.heard = time.monotonic()
+        relay = inbox.relay
+        if relay is None:
+            inbox.put(msg)
+            return None
+        if self._holder is not relay:
+            self._flush_holder()
+        try:
+            taken = relay.take(msg)
+        except Exception:  # showing one message must not stop the reader
+            log.warning("could not show a remote message", exc_info=True)
+            taken = True
+        if taken:
+            self._holder = relay
+            return None
+        self._flush_holder()
+        barrier = relay.awaits(msg)
+        inbox.hand(msg, barrier)
+        return inbox if barrier else None
+
+    def _flush_holder(self) -> None:
+        """Send text a relay holds for joining (before anything else leaves; lock held)."""
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            try:
+                holder.flush()
+            except Exception:
+                log.warning("could not show remote output", exc_info=True)
 
     def _unsolicited(self, event: Event) -> None:
         outlet = self.on_unsolicited

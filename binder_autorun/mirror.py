@@ -146,18 +146,71 @@ def rewrite_history(shell: InteractiveShell, line: int, source: str, raw: str | 
             log.debug("could not rewrite history line %d", line, exc_info=True)
 
 
+class OutputRelay:
+    """Re-sends a routed cell's plain output unchanged from the channel's reader thread
+    (a :class:`~binder_autorun.channel.Relay`), so it costs no hand-off to the main thread
+    and keeps the remote's order with everything else the reader re-sends.
+
+    Consecutive stream text is joined while more frames are waiting (the channel flushes
+    it as soon as the socket is idle), as ipykernel's own buffered streams join it: a
+    frontend then handles fewer messages than the remote sent. While the main thread
+    waits at an ``input()`` prompt, errors are shown from here too.
+    """
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.at_prompt = False
+        self._parent: wire.Message | None = None
+        #: stream text not yet sent: (name, texts)
+        self._pending: tuple[str, list[str]] | None = None
+
+    def take(self, msg: wire.Message) -> bool:
+        kind = wire.msg_type(msg)
+        if kind not in _RELAYED and not (self.at_prompt and kind == "error"):
+            return False
+        if self._parent is None:  # every message of one relay answers one request
+            self._parent = self.bridge.parent_of(msg)
+            if self._parent is None:  # not a request of ours (cannot happen for a routed cell's own messages)
+                return True
+        if kind == "stream":
+            content = msg["content"]
+            name = str(content.get("name", "stdout"))
+            if self._pending is not None and self._pending[0] != name:
+                self.flush()
+            if self._pending is None:
+                self._pending = (name, [])
+            self._pending[1].append(str(content.get("text", "")))
+            return True
+        self.flush()
+        if kind.startswith("comm_"):
+            self.bridge.publish(msg)
+        else:
+            self.bridge.frontend.send(msg, self._parent)
+        return True
+
+    def awaits(self, msg: wire.Message) -> bool:
+        return wire.msg_type(msg) in _SHOWN_BY_MIRROR
+
+    def flush(self) -> None:
+        if self._pending is None:
+            return
+        name, texts = self._pending
+        self._pending = None
+        assert self._parent is not None
+        self.bridge.frontend.send({"header": {"msg_type": "stream"}, "content": {"name": name, "text": "".join(texts)}}, self._parent)
+
+
 class DisplayMirror:
     """Re-publishes the messages of one remote cell through the local shell.
 
     Comm messages, and output that arrives while the main thread waits at an
     ``input()`` prompt, go through the ``bridge`` (it can send from any thread,
     with the right parent). Under a kernel, plain output (streams, displays,
-    updates, clear_output) is re-sent through it too, unchanged: IPython's
-    display publisher would re-clean every bundle and wait twice per message for
-    the IOPub thread to flush both streams, which made thousands of small
-    messages cost twice their native time. Consecutive stream text is joined
-    until the next message or until the mirror has caught up, as ipykernel's
-    own buffered streams join it.
+    updates, clear_output, comms) is re-sent by the :attr:`relay` from the
+    channel's reader thread, unchanged: IPython's display publisher would
+    re-clean every bundle and wait twice per message for the IOPub thread to
+    flush both streams, and a hand-off to the main thread per message made
+    thousands of small messages cost twice their native time.
     """
 
     def __init__(
@@ -171,17 +224,14 @@ class DisplayMirror:
         self.shown_error: dict[str, Any] | None = None
         self._last_stream: Any = None
         self._unflushed = False
-        self._direct = bridge is not None and isinstance(bridge.frontend, KernelFrontend)
-        #: stream text not yet sent (direct mode): (name, parent, texts)
-        self._pending: tuple[str, wire.Message, list[str]] | None = None
+        direct = bridge is not None and isinstance(bridge.frontend, KernelFrontend)
+        #: shows plain output from the reader thread (under a kernel), see the session's OutputSink
+        self.relay = OutputRelay(bridge) if direct and bridge is not None else None
 
     # -- OutputSink ---------------------------------------------------------
 
     def on_message(self, msg: wire.Message) -> None:
         kind = wire.msg_type(msg)
-        if self._direct and kind in _DIRECT:
-            self._send_direct(kind, msg)
-            return
         if kind in _SHOWN:
             self.flush()  # in order with the text before it, as ipykernel's display publisher does
         if kind.startswith("comm_"):
@@ -192,31 +242,15 @@ class DisplayMirror:
         if handler is not None:
             handler(msg["content"])
 
-    def _send_direct(self, kind: str, msg: wire.Message) -> None:
-        assert self.bridge is not None
-        parent = self.bridge.parent_of(msg)
-        if parent is None:  # not a request of ours (cannot happen for a routed cell's own messages)
-            return
-        if kind == "stream":
-            name = str(msg["content"].get("name", "stdout"))
-            if self._pending is not None and self._pending[0] != name:
-                self.flush()
-            if self._pending is None:
-                self._pending = (name, parent, [])
-            self._pending[2].append(str(msg["content"].get("text", "")))
-            return
-        self.flush()
-        self.bridge.publish(msg)
-
     def publish_aside(self, msg: wire.Message) -> None:
         """Show output that arrives while the main thread waits for the user's input."""
         if self.bridge is not None:
             self.bridge.publish(msg)
 
     def on_input(self, prompt: str, password: bool) -> str | None:
-        if self._direct:
-            assert self.bridge is not None
-            self.bridge.frontend.drain()  # the input request (stdin channel) must not overtake the text before it
+        if self.relay is not None:
+            self.relay.bridge.frontend.drain()  # the input request (stdin channel) must not overtake the text before it
+            self.relay.at_prompt = True
         try:
             if not password and DEBUGGER_PROMPT.match(prompt) and _terminal_prompt(self.shell) is not None:
                 return _debugger_line(self.shell, prompt)
@@ -231,6 +265,9 @@ class DisplayMirror:
             return None
         except EOFError:  # Ctrl-D at the prompt: the remote input() gets end-of-file too
             return None
+        finally:
+            if self.relay is not None:
+                self.relay.at_prompt = False
 
     @property
     def allow_stdin(self) -> bool:
@@ -255,11 +292,6 @@ class DisplayMirror:
 
     def flush(self) -> None:
         """Show streamed text now (ipykernel would otherwise hold it up to 0.2 s)."""
-        if self._pending is not None:
-            name, parent, texts = self._pending
-            self._pending = None
-            assert self.bridge is not None
-            self.bridge.frontend.send({"header": {"msg_type": "stream"}, "content": {"name": name, "text": "".join(texts)}}, parent)
         if self._unflushed:
             self._last_stream.flush()
             self._unflushed = False
@@ -328,8 +360,10 @@ class DisplayMirror:
             print("binder_autorun: the remote kernel was asked to exit; use %binder_off --shutdown to end the remote session.", file=sys.stderr)
 
 
-#: output a kernel's mirror re-sends unchanged through the bridge (see DisplayMirror)
-_DIRECT = frozenset({"stream", "display_data", "update_display_data", "clear_output"})
+#: output a kernel's mirror re-sends unchanged from the reader thread (see OutputRelay)
+_RELAYED = frozenset({"stream", "display_data", "update_display_data", "clear_output", "comm_open", "comm_msg", "comm_close"})
+#: what the mirror shows on the main thread when a relay leaves it (execute_result: Out[n])
+_SHOWN_BY_MIRROR = frozenset({"execute_result", "error"})
 #: messages shown through IPython's machinery, after the stream text before them
 _SHOWN = frozenset({"execute_result", "error", "comm_open", "comm_msg", "comm_close"})
 

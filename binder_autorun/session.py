@@ -37,10 +37,14 @@ ip.execution_count = n
 class OutputSink(Protocol):
     """Where the messages of a remote request go.
 
-    A sink may also have ``publish_aside(msg)``: show a message from another
-    thread. While the user answers a remote ``input()`` the main thread waits at
-    the prompt, and the remote's output must keep flowing (a background
-    thread's print, a progress bar); without it, that output waits for the answer.
+    A sink may have a ``relay`` (not None): a
+    :class:`~binder_autorun.channel.Relay` that shows plain output from the
+    channel's reader thread; the sink then gets only what the relay leaves (and
+    the relay says which of those the sink shows, so later output waits for it). Without one, a sink may have ``publish_aside(msg)``: show
+    a message from another thread. While the user answers a remote ``input()``
+    the main thread waits at the prompt, and the remote's output must keep
+    flowing (a background thread's print, a progress bar); without either,
+    that output waits for the answer.
     """
 
     def on_message(self, msg: wire.Message) -> None:
@@ -96,6 +100,30 @@ class _InputPump(threading.Thread):
 
 #: iopub messages that are output (shown where the request's output goes)
 _OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "clear_output", "error"})
+#: iopub messages the session itself reads and whose handling shows nothing
+_BOOKKEEPING = frozenset({"status", "execute_input"})
+
+
+class _RunRelay:
+    """The reader thread's part of one request: the sink's relay takes the request's own
+    output; what the session must read (status, counts, replies, input) is left to it."""
+
+    def __init__(self, msg_id: str, relay: Any) -> None:
+        self.msg_id, self.relay = msg_id, relay
+
+    def take(self, msg: wire.Message) -> bool:
+        return (
+            msg.get("channel") == "iopub"
+            and wire.parent_id(msg) == self.msg_id
+            and wire.msg_type(msg) not in _BOOKKEEPING
+            and bool(self.relay.take(msg))
+        )
+
+    def awaits(self, msg: wire.Message) -> bool:
+        return msg.get("channel") == "iopub" and bool(self.relay.awaits(msg))
+
+    def flush(self) -> None:
+        self.relay.flush()
 
 
 @dataclass
@@ -455,8 +483,10 @@ class KernelSession:
 
     def _collect(self, msg: wire.Message, sink: OutputSink | None, timeout: float | None, expect_reply: bool = True) -> dict[str, Any]:
         """Send ``msg``; hand its messages to ``sink`` until its reply (if expected) and idle are in."""
-        inbox = self.channel.request(msg)
-        run = _Run(str(msg["header"]["msg_id"]), timeout, reply=None if expect_reply else {}, expects_reply=expect_reply)
+        msg_id = str(msg["header"]["msg_id"])
+        relay = getattr(sink, "relay", None)
+        inbox = self.channel.request(msg, Inbox(_RunRelay(msg_id, relay) if relay is not None else None))
+        run = _Run(msg_id, timeout, reply=None if expect_reply else {}, expects_reply=expect_reply)
         try:
             while not run.finished:
                 try:
@@ -491,11 +521,15 @@ class KernelSession:
         except while the user answers ``input()``, which Ctrl-C must cancel.
         """
         event = run.held.popleft() if run.held else self._next(inbox, run.give_up_after())
-        if isinstance(event, dict) and event.get("channel") == "stdin":
-            self._handle(run, inbox, sink, event)
-            return
-        with interrupts_held():
-            self._handle(run, inbox, sink, event)
+        run.heard = max(run.heard, inbox.heard)  # output the reader relayed counts as heard
+        try:
+            if isinstance(event, dict) and event.get("channel") == "stdin":
+                self._handle(run, inbox, sink, event)
+                return
+            with interrupts_held():
+                self._handle(run, inbox, sink, event)
+        finally:
+            inbox.done(event)
 
     def _handle(self, run: _Run, inbox: Inbox, sink: OutputSink | None, event: wire.Message | Reconnected | None) -> None:
         now = time.monotonic()
@@ -626,7 +660,8 @@ class KernelSession:
             self._catch_up(run, inbox, sink, timeout=2.0 if self.implementation == "ipython" else 0.3)
             sink.flush()
         publish = getattr(sink, "publish_aside", None)
-        pump = _InputPump(inbox, run, publish) if publish is not None else None
+        relayed = getattr(sink, "relay", None) is not None  # the reader shows output meanwhile
+        pump = _InputPump(inbox, run, publish) if publish is not None and not relayed else None
         if pump is not None:
             pump.start()
         try:
@@ -665,8 +700,11 @@ class KernelSession:
                 run.held.append(event)  # not output: the main loop takes it after the prompt
                 continue
             if event is not None:
-                with interrupts_held():
-                    self._handle(run, inbox, sink, event)
+                try:
+                    with interrupts_held():
+                        self._handle(run, inbox, sink, event)
+                finally:
+                    inbox.done(event)
         log.info("the kernel did not answer the output barrier within %.0f s; asking anyway", timeout)
 
 

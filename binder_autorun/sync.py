@@ -2,7 +2,10 @@
 
 Before each remote cell, local files under DIR that changed since the last sync
 (size or mtime) are pushed; after it, files the cell created or changed in the
-remote copy (size or mtime, one scan by the kernel) are pulled back. Rules:
+remote copy are pulled back. Both sides learn what changed from a
+:class:`~binder_autorun.watch.Tree` (inotify where it works: a quiet tree costs
+almost nothing), and the remote's answer travels as a ``user_expression`` of the
+cell's own execute request, so a synced cell is still one round trip. Rules:
 
 - both sides changed a file: before a cell the local copy wins (it is pushed);
   after a cell what the cell wrote wins (it is pulled);
@@ -10,7 +13,7 @@ remote copy (size or mtime, one scan by the kernel) are pulled back. Rules:
 - version control folders and caches (``.git``, ``__pycache__``,
   ``.ipynb_checkpoints``, ...), symlinks and files over ``max_size`` are skipped,
   with one notice per file;
-- the remote scan needs a Python kernel.
+- the remote side needs a Python kernel.
 
 One :class:`Sync` per folder; the shell's ``pre_run_cell``/``post_run_cell``
 events drive it for top-level remote cells only.
@@ -18,11 +21,12 @@ events drive it for top-level remote cells only.
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import os
 import posixpath
 import secrets
-import stat as statlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BinderAutorunError
-from .transfer import SKIP_DIRS, KernelHelper, Transfer, Transport, destination, human, local_digest
+from .transfer import SKIP_DIRS, KernelCallError, KernelHelper, Transfer, Transport, destination, human, local_digest
+from .watch import Tree
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,11 +62,17 @@ class Sync:
         self.remote_dir = remote_dir.strip("/")
         self.max_size = max_size
         self._out = out
-        self.local: dict[str, tuple[int, int]] = {}
+        self.tree = Tree(str(self.local_dir), SKIP_DIRS)
         self.remote_count = 0
+        #: the remote clock (ns) at its last scan: a restarted kernel reports what changed after it
+        self.remote_now: int | None = None
         self.key = secrets.token_hex(6)
+        #: our user_expression's name in a cell's request (random: no frontend's name can be it)
+        self.expression_key = f"binder_autorun_sync_{secrets.token_hex(8)}"
         self.verify: dict[str, str] = {}
         self.state = SyncState()
+        self._answer: dict[str, Any] | None = None
+        self._rescan_reasons: set[str] = set()
 
     @classmethod
     def for_folder(cls, transport: Transport, helper: KernelHelper, folder: str, cwd: str, **kwargs: Any) -> Sync:
@@ -74,37 +87,49 @@ class Sync:
         """Where sync's lines go: stderr at the moment of writing (apart from the cell's own output)."""
         return self._out if self._out is not None else sys.stderr
 
-    # -- scanning -------------------------------------------------------------------
+    # -- the remote side's answer ------------------------------------------------------
 
-    def scan_local(self) -> dict[str, tuple[int, int]]:
-        """(size, mtime) of every regular file under the folder, one lstat per entry."""
-        found: dict[str, tuple[int, int]] = {}
+    def _call_args(self) -> tuple[Any, ...]:
+        return self.key, self.remote_dir, sorted(SKIP_DIRS), self.verify, self.remote_now
 
-        def walk(folder: str, prefix: str) -> None:
-            try:
-                entries = os.scandir(folder)
-            except OSError:
-                return
-            with entries:
-                for entry in entries:
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if statlib.S_ISDIR(info.st_mode):
-                        if entry.name not in SKIP_DIRS:
-                            walk(entry.path, prefix + entry.name + "/")
-                    elif statlib.S_ISREG(info.st_mode) and ".binder-partial-" not in entry.name:
-                        found[prefix + entry.name] = (info.st_size, info.st_mtime_ns)
+    def after_expression(self) -> str:
+        """The remote change query, to be evaluated right after the cell in the cell's own request."""
+        args = ", ".join(repr(arg) for arg in self._call_args())
+        return f"__import__('sys').modules[{self.helper.module!r}].scan_changes({args})"
 
-        walk(str(self.local_dir), "")
-        return found
+    def take(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """Keep our expression's result from a cell's execute_reply; return the reply without it
+        (the frontend asked for its own expressions only)."""
+        theirs = dict(reply.get("user_expressions") or {})
+        self._answer = theirs.pop(self.expression_key, None)
+        return {**reply, "user_expressions": theirs}
 
-    def remote_changes(self, verify: dict[str, str] | None = None) -> dict[str, int]:
-        """Remote files changed since the last scan (the kernel keeps the snapshot), by size."""
-        result = json.loads(self.helper.call("scan_changes", self.key, self.remote_dir, sorted(SKIP_DIRS), verify or {}))
-        self.remote_count = int(result["count"])
+    def _answered(self) -> str | None:
+        """The scan the cell's reply carried; None if it has to be asked for: ipykernel evaluates
+        user_expressions only after a cell that succeeded, and a restarted kernel lost the helper."""
+        value, self._answer = self._answer, None
+        if not value:
+            return None
+        if value.get("status") == "ok":
+            return str(ast.literal_eval(value.get("data", {}).get("text/plain", "")))
+        if value.get("ename") == "KeyError" and self.helper.module in str(value.get("evalue", "")):
+            return None
+        raise KernelCallError(str(value.get("ename", "Error")), str(value.get("evalue", "")))
+
+    def remote_changes(self) -> dict[str, int]:
+        """Remote files changed since the last scan (the kernel keeps the watch), by size."""
+        answer = self._answered()
+        if answer is None:
+            answer = self.helper.call("scan_changes", *self._call_args())
+        result = json.loads(answer)
+        self.remote_count, self.remote_now = int(result["count"]), int(result["now"])
+        self._note_rescans("remote", str(result.get("rescans", "")))
         return {rel: int(size) for rel, size in result["changed"].items()}
+
+    def _note_rescans(self, side: str, why: str) -> None:
+        if why and why not in self._rescan_reasons:
+            self._rescan_reasons.add(why)
+            log.info("sync rescans the %s tree around every cell: %s", side, why)
 
     def _small(self, rel: str, size: int) -> bool:
         if size <= self.max_size:
@@ -119,14 +144,13 @@ class Sync:
 
     def start(self) -> None:
         """Push what differs (by content), then remember both sides."""
-        self.local = {}
         self.before_cell()
         self.remote_changes()  # the baseline
 
     def before_cell(self) -> None:
         """Push local files changed since the last sync."""
-        now = self.scan_local()
-        changed = [rel for rel, sig in sorted(now.items()) if self.local.get(rel) != sig and self._small(rel, sig[0])]
+        changed = [rel for rel, sig in sorted(self.tree.changes().items()) if self._small(rel, sig[0])]
+        self._note_rescans("local", self.tree.why_rescan)
         self.verify = {}
         if changed:
             summary = Transfer(self.transport, self.local_dir, out=self.out, quiet=True).push(changed, to=self.remote_dir)
@@ -136,12 +160,11 @@ class Sync:
             self.verify = {rel: local_digest(self.local_dir / rel) for rel in changed}
             if summary.files:
                 print(f"binder_autorun: sync pushed {summary.files} file(s) ({human(summary.bytes)}).", file=self.out, flush=True)
-        self.local = now
         self.state.last = time.time()
 
     def after_cell(self) -> None:
         """Pull what the cell created or changed remotely."""
-        changed = [rel for rel, size in sorted(self.remote_changes(self.verify).items()) if self._small(rel, size)]
+        changed = [rel for rel, size in sorted(self.remote_changes().items()) if self._small(rel, size)]
         if changed:
             sources = [posixpath.join(self.remote_dir, rel) if self.remote_dir else rel for rel in changed]
             summary = Transfer(self.transport, self.local_dir, out=self.out, quiet=True).pull(sources, strip=self.remote_dir)
@@ -149,19 +172,22 @@ class Sync:
             self.state.pulled_bytes += summary.bytes
             if summary.files:
                 print(f"binder_autorun: sync pulled {summary.files} file(s) ({human(summary.bytes)}).", file=self.out, flush=True)
-            for rel in changed:
-                try:
-                    info = os.stat(self.local_dir / rel)
-                    self.local[rel] = (info.st_size, info.st_mtime_ns)
-                except OSError:
-                    pass
+            self.tree.note(changed)  # our own writes: not pushed back
         self.verify = {}
         self.state.last = time.time()
+
+    def stop(self) -> None:
+        """Release both sides' watches (best effort: the remote may be gone already)."""
+        self.tree.close()
+        try:
+            self.helper.call("scan_stop", self.key)
+        except BinderAutorunError as exc:
+            log.info("sync could not release the remote watch: %s", exc)
 
     def status(self) -> str:
         state = self.state
         when = time.strftime("%H:%M:%S", time.localtime(state.last)) if state.last else "never"
-        text = (f"{self.local_dir} <-> remote ./{self.remote_dir} ({len(self.local)} local files); last {when}; "
+        text = (f"{self.local_dir} <-> remote ./{self.remote_dir} ({len(self.tree.files)} local files); last {when}; "
                 f"pushed {state.pushed_files} ({human(state.pushed_bytes)}), pulled {state.pulled_files} ({human(state.pulled_bytes)})")
         if state.skipped:
             text += f"; {len(state.skipped)} over the size limit"
@@ -218,6 +244,7 @@ class RunFiles:
             if self._sync is not None:
                 self._sync.transport, self._sync.helper = transport, KernelHelper(session)
                 self._sync.after_cell()
+                self._sync.tree.close()
             if self.pull:
                 Transfer(transport, self.folder, out=sys.stderr).pull(self.pull)
         finally:

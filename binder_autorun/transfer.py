@@ -26,6 +26,7 @@ import errno
 import fnmatch
 import glob as globlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from urllib.parse import quote
 
 import requests
 
+from . import watch
 from .errors import BinderAutorunError, ConnectionLost, ServerUnreachable
 
 log = logging.getLogger(__name__)
@@ -452,9 +454,10 @@ class _ContentsWriter(RemoteWriter):
 
 # -- kernel channel ---------------------------------------------------------------
 
-#: runs once in the remote Python kernel: a private module with the file operations
-REMOTE_HELPER = r'''
-import base64 as _b64, hashlib as _hl, json as _json, os as _os, secrets as _sec, sys as _sys, types as _types
+#: runs once in the remote Python kernel: a private module with the file operations (and sync's
+#: change detection: the same :mod:`~binder_autorun.watch` module as on the local side)
+REMOTE_HELPER = f"_WATCH_SOURCE = {inspect.getsource(watch)!r}\n" + r'''
+import base64 as _b64, hashlib as _hl, json as _json, os as _os, secrets as _sec, sys as _sys, time as _time, types as _types
 _m = _types.ModuleType("_binder_autorun_xfer")
 def _kind(p):
     if _os.path.isdir(p): return "dir"
@@ -515,34 +518,30 @@ def cwd_under(marker):
         up = _os.path.dirname(d)
         if up == d: return _json.dumps(None)
         parts.append(_os.path.basename(d)); d = up
-def scan(root, skip, verify):
-    out = {}
-    skip = set(skip)
-    def walk(d, prefix):
-        try: it = _os.scandir(d)
-        except OSError: return
-        with it:
-            for e in it:
-                try: st = e.stat(follow_symlinks=False)
-                except OSError: continue
-                m = st.st_mode >> 12
-                if m == 4:
-                    if e.name not in skip: walk(e.path, prefix + e.name + "/")
-                elif m == 8 and ".binder-partial-" not in e.name:
-                    out[prefix + e.name] = [st.st_size, st.st_mtime_ns]
-    walk(root or ".", "")
-    same = {r: digest(_os.path.join(root or ".", r)) == h for r, h in verify.items() if r in out}
-    return out, same
-_snapshots = {}
-def scan_changes(key, root, skip, verify):
-    """Files under root changed since the last call with this key (the snapshot stays here: small replies)."""
-    files, same = scan(root, skip, verify)
-    old = _snapshots.get(key)
-    _snapshots[key] = files
-    if old is None: return _json.dumps({"changed": {}, "count": len(files)})
-    changed = {r: sig[0] for r, sig in files.items() if old.get(r) != sig and not same.get(r)}
-    return _json.dumps({"changed": changed, "count": len(files)})
-for _f in (stat, listdir, digest, read, makedirs, open_tmp, append, commit, abort, cwd_under, scan, scan_changes):
+_watch = _types.ModuleType("_binder_autorun_watch")
+exec(_WATCH_SOURCE, _watch.__dict__)
+_trees = {}
+def _pushed(p, h):
+    try: return digest(p) == h
+    except OSError: return False
+def scan_changes(key, root, skip, verify, since=None):
+    """Files under root changed since the last call with this key, by size; the watch stays here, so
+    replies are small. A new key reports nothing, or with since (the kernel restarted and lost the
+    last watch) the files modified after that time. Our own pushes (verify: their sha256) are left out."""
+    now = _time.time_ns()
+    tree = _trees.get(key)
+    if tree is None:
+        tree = _trees[key] = _watch.Tree(root or ".", skip)
+        changed = {r: s for r, s in tree.changes().items() if since is not None and s[1] >= since - 10 ** 9}
+    else:
+        changed = tree.changes()
+    out = {r: s[0] for r, s in changed.items() if not (r in verify and _pushed(_os.path.join(tree.root, r), verify[r]))}
+    return _json.dumps({"changed": out, "count": len(tree.files), "now": now, "rescans": tree.why_rescan})
+def scan_stop(key):
+    tree = _trees.pop(key, None)
+    if tree is not None: tree.close()
+    return "ok"
+for _f in (stat, listdir, digest, read, makedirs, open_tmp, append, commit, abort, cwd_under, scan_changes, scan_stop):
     setattr(_m, _f.__name__, _f)
 _m.VERSION = globals().get("VERSION")
 _sys.modules["_binder_autorun_xfer"] = _m

@@ -1,10 +1,14 @@
 """%binder_sync from a real local ipykernel routed to a real jupyter_server: local changes are
 pushed before a remote cell, what the cell writes is pulled after it, caches and big files are
-skipped, %binder_status shows the state, and a `pass` cell over 1,000 unchanged files stays fast."""
+skipped, %binder_status shows the state, and a `pass` cell over 1,000 unchanged files stays fast.
+A synced cell is one execute request (the remote's changes ride on it as a user_expression the
+frontend never sees); changes in place, in new folders, from a remote thread, after a failed cell
+and after a remote restart all come across."""
 
 from __future__ import annotations
 
 import statistics
+import time
 import uuid
 from pathlib import Path
 
@@ -67,3 +71,89 @@ def test_pass_cell_with_1000_unchanged_files_stays_fast(routed: LocalKernel, loc
     with_sync = timed()
     print(f"pass cell median: {without * 1000:.1f} ms without sync, {with_sync * 1000:.1f} ms with sync of 1000 files")
     assert with_sync < without + 0.25  # measured overhead is reported; see the note on sync latency
+
+
+def _synced(routed: LocalKernel, local_dir: Path, prefix: str) -> tuple[str, Path]:
+    """A fresh folder with one file, synced; its name and local path."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    (local_dir / name).mkdir()
+    (local_dir / name / "seed.txt").write_text("seed")
+    ok(routed.execute(f"%binder_sync {name}"))
+    return name, local_dir / name
+
+
+@pytest.mark.timeout(120)
+def test_a_synced_cell_is_one_execute_request(routed: LocalKernel, local_dir: Path) -> None:
+    name, _ = _synced(routed, local_dir, "one")
+    # the remote kernel itself records every execute_request it handles from now on
+    ok(routed.execute(
+        "_k = get_ipython().kernel\n_handle = _k.shell_handlers['execute_request']\n_seen = []\n"
+        "async def _counting(stream, ident, parent):\n"
+        "    _seen.append((parent['content']['code'].strip(), len(parent['content']['user_expressions'])))\n"
+        "    return await _handle(stream, ident, parent)\n"
+        "_k.shell_handlers['execute_request'] = _counting"
+    ))
+    ok(routed.execute("pass"))
+    seen = ok(routed.execute("print(_seen)")).stdout
+    # the `pass` cell (carrying sync's change query) and the reading cell: no request of sync's own
+    assert seen.strip() == "[('pass', 1), ('print(_seen)', 1)]", seen
+
+
+@pytest.mark.timeout(120)
+def test_the_frontend_sees_only_its_own_user_expressions(routed: LocalKernel, local_dir: Path) -> None:
+    _synced(routed, local_dir, "expr")
+    result = ok(routed.execute("x = 41", user_expressions={"mine": "x + 1", "other": "'sync' in repr(x)"}))
+    assert set(result.reply["user_expressions"]) == {"mine", "other"}
+    assert result.reply["user_expressions"]["mine"]["data"]["text/plain"] == "42"
+    failed = routed.execute("1 / 0", user_expressions={"mine": "x"})
+    assert failed.reply["status"] == "error" and failed.reply["user_expressions"] == {}  # as ipykernel natively
+    empty = ok(routed.execute("", user_expressions={"mine": "x"}))  # a variable inspector's request
+    assert set(empty.reply["user_expressions"]) == {"mine"}
+
+
+@pytest.mark.timeout(120)
+def test_changes_both_ways_in_place_nested_and_after_a_failed_cell(routed: LocalKernel, local_dir: Path) -> None:
+    name, proj = _synced(routed, local_dir, "changes")
+    # local: the same size in place, and a new file in new nested folders
+    ok(routed.execute(f"%%local\nopen('{name}/seed.txt', 'w').write('SEED')\nimport os\n"
+                      f"os.makedirs('{name}/new/deeper')\nopen('{name}/new/deeper/x.txt', 'w').write('x')"))
+    result = ok(routed.execute(f"print(open('{name}/seed.txt').read(), open('{name}/new/deeper/x.txt').read())"))
+    assert result.stdout.strip() == "SEED x" and "sync pushed 2 file(s)" in result.text
+    # remote: the same size in place, and new nested folders
+    result = ok(routed.execute(f"import os\nopen('{name}/seed.txt', 'w').write('seed')\n"
+                               f"os.makedirs('{name}/r1/r2')\nopen('{name}/r1/r2/y.txt', 'w').write('y')"))
+    assert "sync pulled 2 file(s)" in result.text
+    assert (proj / "seed.txt").read_text() == "seed" and (proj / "r1" / "r2" / "y.txt").read_text() == "y"
+    # a cell that fails still has what it wrote before failing pulled back
+    failed = routed.execute(f"open('{name}/partial.txt', 'w').write('p')\n1 / 0")
+    assert failed.reply["status"] == "error" and "sync pulled 1 file(s)" in failed.text
+    assert (proj / "partial.txt").read_text() == "p"
+    # nothing changed: nothing moves
+    assert "sync" not in ok(routed.execute("pass")).text
+
+
+@pytest.mark.timeout(120)
+def test_a_remote_thread_writing_after_its_cell_is_pulled_at_the_next_cell(routed: LocalKernel, local_dir: Path) -> None:
+    name, proj = _synced(routed, local_dir, "thread")
+    ok(routed.execute(
+        "import threading, time\n"
+        f"_t = threading.Thread(target=lambda: (time.sleep(0.5), open('{name}/late.txt', 'w').write('late')))\n_t.start()"
+    ))
+    assert not (proj / "late.txt").exists()
+    time.sleep(1.5)
+    assert "sync pulled 1 file(s)" in ok(routed.execute("pass")).text
+    assert (proj / "late.txt").read_text() == "late"
+
+
+@pytest.mark.timeout(180)
+def test_sync_keeps_working_across_a_remote_restart(routed: LocalKernel, local_dir: Path) -> None:
+    name, proj = _synced(routed, local_dir, "restart")
+    ok(routed.execute("%binder_restart"))
+    # the first cell after the restart: its writes come back although the kernel lost sync's watch
+    result = ok(routed.execute(f"open('{name}/after.txt', 'w').write('after')"))
+    assert "sync pulled 1 file(s)" in result.text and (proj / "after.txt").read_text() == "after"
+    # and from then on as before, both ways
+    (proj / "local.txt").write_text("local")
+    assert ok(routed.execute(f"print(open('{name}/local.txt').read())")).stdout.strip() == "local"
+    result = ok(routed.execute(f"open('{name}/again.txt', 'w').write('again')"))
+    assert "sync pulled 1 file(s)" in result.text and (proj / "again.txt").read_text() == "again"
