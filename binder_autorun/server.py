@@ -7,6 +7,8 @@ URLs, reprs, log records and error messages.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -166,6 +168,14 @@ class JupyterServer:
         """``GET api/kernelspecs``: the kernels this server can start."""
         return self.request("GET", "api/kernelspecs").json()
 
+    def _kernelspecs_aside(self) -> dict[str, Any]:
+        """The kernelspecs over a connection of their own (requests sessions are not thread-safe)."""
+        side = JupyterServer(self.info, timeout=self.timeout)
+        try:
+            return side.kernelspecs()
+        finally:
+            side.close()
+
     def require_folder(self, path: str) -> None:
         """A kernel started in a folder that does not exist silently runs in its parent: refuse instead."""
         response = self.request("GET", f"api/contents/{quote(path.strip('/'))}", params={"content": "0"}, expect=(200, 404))
@@ -173,18 +183,29 @@ class JupyterServer:
             raise ServerError(f"The server at {self.url} has no folder {path!r} for --cwd (it is relative to the server's root).")
 
     def start_kernel(self, name: str | None = None, path: str | None = None) -> dict[str, Any]:
-        """Start a kernel; an unknown kernel name is one sentence listing the known ones."""
+        """Start a kernel; its kernelspec comes back as the model's ``spec`` (``None`` if the server
+        would not list them), and an unknown kernel name is one sentence listing the known ones.
+
+        The kernelspecs are asked on a second connection while the POST is in flight, so
+        knowing what kernel started (ipykernel or not: see :meth:`KernelSession.start`)
+        costs no round trip.
+        """
         body: dict[str, Any] = {}
         if name:
             body["name"] = name
         if path is not None:
             body["path"] = path
-        if name:
-            specs = self.kernelspecs().get("kernelspecs", {})
-            if name not in specs:
-                known = ", ".join(sorted(specs)) or "none"
-                raise ServerError(f"The server has no kernel named {name!r}; choose one of: {known}.")
-        return self.request("POST", "api/kernels", json=body, expect=(200, 201)).json()
+        specs = _Beside(self._kernelspecs_aside)
+        try:
+            model: dict[str, Any] = self.request("POST", "api/kernels", json=body, expect=(200, 201)).json()
+        except ServerError:
+            known = (specs.result() or {}).get("kernelspecs")
+            if name and isinstance(known, dict) and name not in known:
+                raise ServerError(f"The server has no kernel named {name!r}; choose one of: {', '.join(sorted(known)) or 'none'}.") from None
+            raise
+        entry = ((specs.result() or {}).get("kernelspecs") or {}).get(model.get("name"))
+        model["spec"] = entry.get("spec") if isinstance(entry, dict) else None
+        return model
 
     def kernel(self, kernel_id: str, timeout: float | None = None) -> dict[str, Any] | None:
         """The kernel's model, or None when the server says it is gone."""
@@ -208,6 +229,25 @@ class JupyterServer:
     def close(self) -> None:
         """Close pooled HTTP connections."""
         self.http.close()
+
+
+class _Beside:
+    """A call run on a thread of its own while the caller does something else; its result or None."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._result: Any = None
+        self._thread = threading.Thread(target=self._run, args=(call,), name="binder-autorun-beside", daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self._result = call()
+        except Exception as exc:  # the caller only loses a shortcut
+            log.info("side request failed: %s", exc)
+
+    def result(self, timeout: float = 30.0) -> Any:
+        self._thread.join(timeout)
+        return self._result
 
 
 def _reason(response: requests.Response) -> str:

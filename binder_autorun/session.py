@@ -195,6 +195,7 @@ class KernelSession:
         replay_grace: float = 1.0,
         kernel_check_after: float = 2.0,
         kernel_check_every: float = 10.0,
+        spec: dict[str, Any] | None = None,
     ) -> None:
         self.server = server
         self.kernel_id = kernel_id
@@ -205,7 +206,11 @@ class KernelSession:
         self.replay_grace = replay_grace
         self.kernel_check_after = kernel_check_after
         self.kernel_check_every = kernel_check_every
-        self.kernel_info: dict[str, Any] = {}
+        #: the kernelspec the server started the kernel from, when known
+        self.spec: dict[str, Any] = dict(spec or {})
+        self._kernel_info: dict[str, Any] = {}
+        #: a kernel_info request whose reply nobody has needed yet: (inbox, msg_id)
+        self._info_pending: tuple[Inbox, str] | None = None
         #: the remote count of the last stored cell
         self.execution_count = 0
         #: the server restarted the kernel since the last cell (crash/OOM): state is lost
@@ -226,9 +231,12 @@ class KernelSession:
         (the root by default, where a notebook opened there would run).
         """
         model = server.start_kernel(kernel_name, path)
-        session = cls(server, model["id"], owns_kernel=True, **kwargs)
+        spec = model.get("spec") or {}
+        session = cls(server, model["id"], owns_kernel=True, spec=spec, **kwargs)
         try:
-            session.connect()
+            # a fresh ipykernel needs no handshake before its first request: its count is 0, and the
+            # server subscribes IOPub before it passes on our first message (see :meth:`connect`)
+            session.connect(wait=not is_ipykernel(spec))
         except BaseException:
             session.shutdown()
             raise
@@ -247,15 +255,67 @@ class KernelSession:
             raise
         return session
 
-    def connect(self) -> None:
-        """Open the websocket, wait until the kernel answers, learn its execution count."""
+    def connect(self, wait: bool = True) -> None:
+        """Open the websocket, wait until the kernel answers, learn its execution count.
+
+        Without ``wait`` (a kernel we just started, known fresh) the kernel_info request
+        goes out and nobody waits for it: jupyter_server passes on a client's first message
+        only once its IOPub subscription is live (its "nudge"), so the first execute can
+        follow at once and the handshake costs no round trip of its own.
+        """
         self.channel.connect()
-        self._handshake()
+        if wait:
+            self._handshake()
+            return
+        msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+        self._info_pending = (self.channel.request(msg), str(msg["header"]["msg_id"]))
+
+    @property
+    def kernel_info(self) -> dict[str, Any]:
+        """The kernel_info_reply (waits for it if it is still on its way)."""
+        if self._info_pending is not None:
+            self._receive_kernel_info()
+        return self._kernel_info
+
+    @kernel_info.setter
+    def kernel_info(self, info: dict[str, Any]) -> None:
+        self._kernel_info = info
+
+    def _receive_kernel_info(self, timeout: float = 60.0) -> None:
+        assert self._info_pending is not None
+        inbox, msg_id = self._info_pending
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                event = self._next(inbox)
+                if isinstance(event, Reconnected):  # the request may have been lost with the connection: ask again
+                    msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+                    self.channel.forget(msg_id)
+                    self.channel.request(msg, inbox)
+                    msg_id = str(msg["header"]["msg_id"])
+                elif isinstance(event, dict) and event["channel"] == "shell" and wire.parent_id(event) == msg_id:
+                    self._kernel_info = dict(event["content"])
+                    return
+            raise ConnectionLost(f"The remote kernel at {self.server.url} did not answer within {timeout:g} s; "
+                                 "it may be stuck, so try %binder_restart.")
+        finally:
+            self.channel.forget(msg_id)
+            self._info_pending = None
 
     @property
     def implementation(self) -> str:
-        """The remote kernel's implementation (``ipython`` for ipykernel)."""
+        """The remote kernel's implementation (``ipython`` for ipykernel; known from its spec
+        before its kernel_info_reply arrives)."""
+        if self._info_pending is not None and is_ipykernel(self.spec):
+            return "ipython"
         return str(self.kernel_info.get("implementation", ""))
+
+    @property
+    def language(self) -> str:
+        """The remote kernel's language (from its spec while its kernel_info_reply is on its way)."""
+        if self._info_pending is not None and self.spec.get("language"):
+            return str(self.spec["language"])
+        return str(self.kernel_info.get("language_info", {}).get("name", ""))
 
     @property
     def alive(self) -> bool:
@@ -264,10 +324,17 @@ class KernelSession:
 
     def close(self) -> None:
         """Close the websocket; the remote kernel keeps running."""
+        self._forget_pending_info()
         self.channel.close()
+
+    def _forget_pending_info(self) -> None:
+        if self._info_pending is not None:
+            self.channel.forget(self._info_pending[1])
+            self._info_pending = None
 
     def shutdown(self) -> None:
         """Close and, if we started it, shut the remote kernel down."""
+        self._forget_pending_info()
         self.channel.close()
         if self.owns_kernel:
             try:
@@ -286,6 +353,7 @@ class KernelSession:
 
     def wait_ready(self) -> None:
         """After a restart: a new websocket (the kernel may have new ports), then the handshake."""
+        self._forget_pending_info()
         self.channel.reopen()
         self._handshake()
         self.restarted_unexpectedly = False
@@ -638,3 +706,9 @@ class KernelSession:
                 finally:
                     inbox.done(event)
         log.info("the kernel did not answer the output barrier within %.0f s; asking anyway", timeout)
+
+
+def is_ipykernel(spec: dict[str, Any]) -> bool:
+    """Whether a kernelspec runs ipykernel (``python -m ipykernel_launcher``, as its own spec does)."""
+    argv = [str(arg) for arg in spec.get("argv") or []]
+    return spec.get("language") == "python" and any(arg in ("ipykernel_launcher", "ipykernel") for arg in argv)
