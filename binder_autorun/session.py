@@ -281,6 +281,22 @@ class KernelSession:
     def kernel_info(self, info: dict[str, Any]) -> None:
         self._kernel_info = info
 
+    def _settle_kernel_info(self) -> None:
+        """Take the kernel_info_reply if it is in (shell replies come in order: after the first
+        reply, it is), so its request leaves no routing behind."""
+        if self._info_pending is None:
+            return
+        inbox, msg_id = self._info_pending
+        while True:
+            try:
+                event = inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, dict) and event["channel"] == "shell" and wire.parent_id(event) == msg_id:
+                self._kernel_info = dict(event["content"])
+                self._forget_pending_info()
+                return
+
     def _receive_kernel_info(self, timeout: float = 60.0) -> None:
         assert self._info_pending is not None
         inbox, msg_id = self._info_pending
@@ -472,6 +488,7 @@ class KernelSession:
         reply = self._collect(msg, sink, timeout)
         if store_history and not silent and reply.get("execution_count"):
             self.execution_count = int(reply["execution_count"])
+        self._settle_kernel_info()
         return reply
 
     def forward(self, msg: wire.Message, sink: OutputSink | None = None) -> None:
