@@ -298,25 +298,25 @@ class KernelSession:
                 return
 
     def _receive_kernel_info(self, timeout: float = 60.0) -> None:
+        """Wait for the pending kernel_info_reply. A wait that ends otherwise (timeout, interrupt,
+        lost connection) leaves the request pending: what the spec says still holds meanwhile."""
         assert self._info_pending is not None
         inbox, msg_id = self._info_pending
         deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                event = self._next(inbox)
-                if isinstance(event, Reconnected):  # the request may have been lost with the connection: ask again
-                    msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
-                    self.channel.forget(msg_id)
-                    self.channel.request(msg, inbox)
-                    msg_id = str(msg["header"]["msg_id"])
-                elif isinstance(event, dict) and event["channel"] == "shell" and wire.parent_id(event) == msg_id:
-                    self._kernel_info = dict(event["content"])
-                    return
-            raise ConnectionLost(f"The remote kernel at {self.server.url} did not answer within {timeout:g} s; "
-                                 "it may be stuck, so try %binder_restart.")
-        finally:
-            self.channel.forget(msg_id)
-            self._info_pending = None
+        while time.monotonic() < deadline:
+            event = self._next(inbox)
+            if isinstance(event, Reconnected):  # the request may have been lost with the connection: ask again
+                msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+                self.channel.forget(msg_id)
+                self.channel.request(msg, inbox)
+                msg_id = str(msg["header"]["msg_id"])
+                self._info_pending = (inbox, msg_id)
+            elif isinstance(event, dict) and event["channel"] == "shell" and wire.parent_id(event) == msg_id:
+                self._kernel_info = dict(event["content"])
+                self._forget_pending_info()
+                return
+        raise ConnectionLost(f"The remote kernel at {self.server.url} did not answer within {timeout:g} s; "
+                             "it may be stuck, so try %binder_restart.")
 
     @property
     def implementation(self) -> str:
