@@ -36,6 +36,7 @@ If the server or kernel is gone, every waiting request gets a
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import select
 import socket
@@ -176,6 +177,11 @@ class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
             pass
 
 
+def _requests_ca_bundle() -> str:
+    """The CA bundle requests takes from the environment for our REST calls ("" when none is set)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
+
+
 class KernelChannel:
     """One websocket to ``{base_url}api/kernels/{id}/channels``.
 
@@ -297,6 +303,8 @@ class KernelChannel:
         }
         if not getattr(self.server.info, "verify", True):  # a gateway's JUPYTER_GATEWAY_VALIDATE_CERT=false
             options["sslopt"] = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+        elif _requests_ca_bundle() and not os.environ.get("WEBSOCKET_CLIENT_CA_BUNDLE"):
+            options["sslopt"] = {"ca_certs": _requests_ca_bundle()}  # trust what the REST calls trust
         if self._offer_v1:
             try:
                 return websocket.create_connection(self.url, subprotocols=[wire.V1_PROTOCOL], **options)

@@ -66,9 +66,11 @@ class Gateway:
         self.log_path = workdir / f"{kind}.log"
         app = "EnterpriseGatewayApp" if kind == "enterprise" else "KernelGatewayApp"
         argv = [*argv, f"--{app}.ip=127.0.0.1", f"--{app}.port={self.port}", f"--{app}.auth_token={self.token}"]
+        #: the certificate a TLS gateway serves (it is its own CA)
+        self.cert: Path | None = None
         if tls:
-            cert, key = self_signed_certificate(workdir)
-            argv += [f"--{app}.certfile={cert}", f"--{app}.keyfile={key}"]
+            self.cert, key = self_signed_certificate(workdir)
+            argv += [f"--{app}.certfile={self.cert}", f"--{app}.keyfile={key}"]
         runtime = workdir / "runtime"
         runtime.mkdir(exist_ok=True)
         full_env = {**os.environ, **env, "JUPYTER_RUNTIME_DIR": str(runtime)}

@@ -338,3 +338,16 @@ def test_self_signed_gateway_needs_validate_cert_off_for_rest_and_websocket(tls_
         assert reply["user_expressions"]["x"]["data"]["text/plain"] == "42"
     finally:
         session.shutdown()
+
+
+def test_a_private_ca_in_requests_ca_bundle_is_trusted_by_the_websocket_too(
+        tls_gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verification on, the gateway's CA in REQUESTS_CA_BUNDLE: REST and the websocket both trust it."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_gateway.cert))
+    monkeypatch.delenv("WEBSOCKET_CLIENT_CA_BUNDLE", raising=False)
+    session = gateway_session(_config(tls_gateway), show_after=60)
+    try:
+        assert session.channel.state == "connected"
+        assert session.execute("y = 1", None, user_expressions={"y": "y + 1"})["user_expressions"]["y"]["data"]["text/plain"] == "2"
+    finally:
+        session.shutdown()
