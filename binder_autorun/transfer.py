@@ -60,6 +60,8 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints
 PARTIAL = ".binder-partial-"
 #: how many small files move at once (one request each): a far server's round trips overlap
 WORKERS = 4
+#: seconds an interrupted transfer waits for the small files in flight
+INTERRUPT_GRACE = 5.0
 
 
 class TransferError(BinderAutorunError):
@@ -1178,13 +1180,12 @@ class Transfer:
         self._listings: dict[str, dict[str, Entry] | None] = {}
         progress = Progress(verb, self.out, after=float("inf") if self.quiet else 1.0)
         progress.total = sum(max(item.size, 0) for item in items)
-        side_by_side = [item for item in items if self._beside(item)] if self.workers > 1 else []
-        if len(side_by_side) < 2:
-            side_by_side = []
-        chosen = {id(item) for item in side_by_side}
-        one_by_one = [item for item in items if id(item) not in chosen]
         try:
-            for item in one_by_one:
+            side_by_side = [item for item in items if self._beside(item)] if self.workers > 1 else []
+            if len(side_by_side) < 2:
+                side_by_side = []
+            chosen = {id(item) for item in side_by_side}
+            for item in [item for item in items if id(item) not in chosen]:
                 try:
                     one(item, progress, summary)
                 except OSError as exc:
@@ -1258,9 +1259,10 @@ class Transfer:
                     thread.join(0.1)
                     progress.update(summary.bytes, summary.paths[-1] if summary.paths else "")
         except KeyboardInterrupt:
-            stop.set()
+            stop.set()  # the files in flight finish (each lands whole or not at all); wait a little for them
+            deadline = time.monotonic() + INTERRUPT_GRACE
             for thread in threads:
-                thread.join()
+                thread.join(max(0.0, deadline - time.monotonic()))
             raise
         summary.paths.sort()
         progress.done = summary.bytes
