@@ -459,26 +459,35 @@ class KernelChannel:
                 opcode, data = websocket.ABNF.OPCODE_CLOSE, b""
             self.last_activity = time.monotonic()
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                try:
-                    msg = wire.decode(data.decode("utf-8") if opcode == websocket.ABNF.OPCODE_TEXT else data, self.protocol)
-                except (ValueError, KeyError, IndexError, struct.error):
-                    log.warning("dropped an undecodable kernel message", exc_info=True)
-                    continue
-                finally:
-                    data = b""  # drop the frame now, not after the next (blocking) read
-                barrier = self._dispatch(msg)
-                del msg
-                if barrier is not None:
-                    barrier.wait_turn(lambda: not self._closed)
-                if self._holder is not None and not _frames_waiting(ws):
-                    with self._lock:
-                        self._flush_holder()
+                self._take_frame(opcode, data)
+                data = b""  # drop the frame now, not after the next (blocking) read
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                self._flush_idle(None)  # the connection is gone: nothing more can join the held text
                 if self._closed:
                     return
                 self._connected.clear()
                 if not self._reconnect():
                     return
+                continue
+            self._flush_idle(ws)  # after every frame: a ping or pong behind the text must not hold it
+
+    def _take_frame(self, opcode: int, data: bytes) -> None:
+        """Decode and dispatch one message frame; wait behind it if it is a barrier."""
+        try:
+            msg = wire.decode(data.decode("utf-8") if opcode == websocket.ABNF.OPCODE_TEXT else data, self.protocol)
+        except (ValueError, KeyError, IndexError, struct.error):
+            log.warning("dropped an undecodable kernel message", exc_info=True)
+            return
+        barrier = self._dispatch(msg)
+        del msg
+        if barrier is not None:
+            barrier.wait_turn(lambda: not self._closed)
+
+    def _flush_idle(self, ws: websocket.WebSocket | None) -> None:
+        """Send the text a relay holds unless more frames already wait on ``ws`` (None: now)."""
+        if self._holder is not None and (ws is None or not _frames_waiting(ws)):
+            with self._lock:
+                self._flush_holder()
 
     def _dispatch(self, msg: wire.Message) -> Inbox | None:
         """Relay, queue or hand ``msg`` to the outlet; the inbox whose consumer must handle it
