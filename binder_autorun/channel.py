@@ -153,13 +153,27 @@ class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
         self._awaited: Any = None
         self._turn = threading.Event()
         self._turn.set()
+        self._handing = threading.Lock()  # a barrier is awaited and queued at once (see reclaim)
 
     def hand(self, msg: wire.Message, barrier: bool) -> None:
         """Queue ``msg`` for the consumer; with ``barrier``, :meth:`wait_turn` waits until it is done."""
-        if barrier:
+        if not barrier:
+            self.put(msg)
+            return
+        with self._handing:
             self._turn.clear()
             self._awaited = msg
-        self.put(msg)
+            self.put(msg)
+
+    def reclaim(self) -> Any:
+        """The barrier message if the consumer took it but never handled it, else None.
+
+        A Ctrl-C can land just after the queue gave the message up, before the consumer
+        holds it: the reader waits behind it, so it must be handled, not lost. The reader
+        queues nothing behind a barrier, so an empty queue means it was taken.
+        """
+        with self._handing:
+            return self._awaited if self._awaited is not None and self.empty() else None
 
     def done(self, event: Any) -> None:
         """The consumer has handled ``event``."""

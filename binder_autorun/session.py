@@ -509,6 +509,7 @@ class KernelSession:
                 try:
                     self._step(run, inbox, sink)
                 except KeyboardInterrupt:
+                    _reclaim(run, inbox)
                     if run.interrupted_at is not None:
                         raise StopWaiting(
                             "Stopped waiting for the remote cell after a second interrupt; it may still be running "
@@ -537,14 +538,31 @@ class KernelSession:
         (which would lose it): during handling it is held and raised after —
         except while the user answers ``input()``, which Ctrl-C must cancel.
         """
-        event = run.held.popleft() if run.held else self._next(inbox, run.give_up_after())
-        run.heard = max(run.heard, inbox.heard)  # output the reader relayed counts as heard
-        try:
+        event = None
+        try:  # taken inside: a Ctrl-C right after the take must not skip done() (the reader waits for it)
+            event = run.held.popleft() if run.held else self._next(inbox, run.give_up_after())
+            run.heard = max(run.heard, inbox.heard)  # output the reader relayed counts as heard
             if isinstance(event, dict) and event.get("channel") == "stdin":
                 self._handle(run, inbox, sink, event)
                 return
             with interrupts_held():
                 self._handle(run, inbox, sink, event)
+        finally:
+            inbox.done(event)
+
+    def _catch_up_step(self, run: _Run, inbox: Inbox, sink: OutputSink, barrier_id: str, deadline: float) -> bool:
+        """Take one message during :meth:`_catch_up`; whether the output barrier is in."""
+        event = None
+        try:  # taken inside, as in _step
+            event = self._next(inbox, tick=max(0.01, deadline - time.monotonic()))
+            if isinstance(event, dict) and wire.parent_id(event) == barrier_id:
+                return event["channel"] == "iopub" and wire.msg_type(event) == "status"
+            if isinstance(event, dict) and event["channel"] != "iopub":
+                run.held.append(event)  # not output: the main loop takes it after the prompt
+            elif event is not None:
+                with interrupts_held():
+                    self._handle(run, inbox, sink, event)
+            return False
         finally:
             inbox.done(event)
 
@@ -708,21 +726,16 @@ class KernelSession:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            event = self._next(inbox, tick=max(0.01, deadline - time.monotonic()))
-            if isinstance(event, dict) and wire.parent_id(event) == barrier_id:
-                if event["channel"] == "iopub" and wire.msg_type(event) == "status":
-                    return
-                continue
-            if isinstance(event, dict) and event["channel"] != "iopub":
-                run.held.append(event)  # not output: the main loop takes it after the prompt
-                continue
-            if event is not None:
-                try:
-                    with interrupts_held():
-                        self._handle(run, inbox, sink, event)
-                finally:
-                    inbox.done(event)
+            if self._catch_up_step(run, inbox, sink, barrier_id, deadline):
+                return
         log.info("the kernel did not answer the output barrier within %.0f s; asking anyway", timeout)
+
+
+def _reclaim(run: _Run, inbox: Inbox) -> None:
+    """Put back a barrier message an interrupt took from the inbox before it was handled."""
+    lost = inbox.reclaim()
+    if lost is not None and (not run.held or run.held[0] is not lost):
+        run.held.appendleft(lost)
 
 
 def is_ipykernel(spec: dict[str, Any]) -> bool:

@@ -1,0 +1,90 @@
+"""What the main thread shows behind a relay (execute_result, error) is a barrier the reader
+waits behind: an interrupt must never lose it and leave the reader waiting.
+
+Real parts: a real jupyter_server and ipykernel, a real KernelSession and channel. The one
+hook is where a Ctrl-C lands: a queue whose ``get`` raises KeyboardInterrupt once, just
+after it gave up an execute_result, exactly as a SIGINT handler run after the call does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from binder_autorun import session as session_module
+from binder_autorun import wire
+from binder_autorun.channel import Inbox
+from binder_autorun.launch import LocalServer
+from binder_autorun.server import JupyterServer
+from binder_autorun.session import KernelSession
+
+
+class _Relay:
+    """Takes streams; leaves execute_result and error to the sink as barriers."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    def take(self, msg: wire.Message) -> bool:
+        if wire.msg_type(msg) != "stream":
+            return False
+        self.shown.append(msg["content"]["text"])
+        return True
+
+    def hand_over(self, msg: wire.Message) -> bool:
+        return wire.msg_type(msg) in ("execute_result", "error")
+
+    def flush(self) -> None:
+        pass
+
+
+class _Sink:
+    """Records what the main thread is given."""
+
+    def __init__(self) -> None:
+        self.relay = _Relay()
+        self.messages: list[wire.Message] = []
+
+    def on_message(self, msg: wire.Message) -> None:
+        self.messages.append(msg)
+
+    def on_input(self, prompt: str, password: bool) -> str | None:
+        return None
+
+    def flush(self) -> None:
+        pass
+
+
+class _InterruptedAfterTake(Inbox):
+    """An inbox whose consumer gets a Ctrl-C right after it took the first execute_result."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        event = super().get(block, timeout)
+        if isinstance(event, dict) and wire.msg_type(event) == "execute_result" and not getattr(self, "fired", False):
+            self.fired = True
+            raise KeyboardInterrupt
+        return event
+
+
+@pytest.fixture
+def session(remote_server: LocalServer) -> Iterator[KernelSession]:
+    started = KernelSession.start(JupyterServer(remote_server.info), interrupt_grace=3.0)
+    yield started
+    started.shutdown()
+
+
+@pytest.mark.timeout(60)
+def test_a_ctrl_c_just_after_the_result_was_taken_loses_neither_it_nor_the_reader(
+    session: KernelSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "Inbox", _InterruptedAfterTake)
+    sink = _Sink()
+    reply = session.execute("print('before')\n6 * 7", sink)
+    assert reply["status"] == "ok"
+    results = [m["content"]["data"]["text/plain"] for m in sink.messages if wire.msg_type(m) == "execute_result"]
+    assert results == ["42"], "the result taken when the interrupt landed is still shown"
+    assert sink.relay.shown == ["before\n"]
+    monkeypatch.undo()
+    assert session.execute("print('next')", _Sink())["status"] == "ok", "the reader went on"
