@@ -153,8 +153,8 @@ class OutputRelay:
 
     Consecutive stream text is joined while more frames are waiting (the channel flushes
     it as soon as the socket is idle), as ipykernel's own buffered streams join it: a
-    frontend then handles fewer messages than the remote sent. While the main thread
-    waits at an ``input()`` prompt, errors are shown from here too.
+    frontend then handles fewer messages than the remote sent. From the moment the reader
+    hands over an ``input_request`` until the answer, errors are shown from here too.
     """
 
     def __init__(self, bridge: Bridge) -> None:
@@ -190,7 +190,16 @@ class OutputRelay:
 
     def hand_over(self, msg: wire.Message) -> bool:
         self.bridge.frontend.seal()
-        return wire.msg_type(msg) in _SHOWN_BY_MIRROR
+        kind = wire.msg_type(msg)
+        if kind == "input_request":
+            # from here the main thread catches up and then waits for the user: an error it
+            # would have to show would stop all remote output until the answer
+            self.at_prompt = True
+        return kind in _SHOWN_BY_MIRROR
+
+    def prompt_over(self) -> None:
+        """The user answered (or the request ended): errors are the main thread's again."""
+        self.at_prompt = False
 
     def flush(self) -> None:
         if self._pending is None:
@@ -251,7 +260,6 @@ class DisplayMirror:
     def on_input(self, prompt: str, password: bool) -> str | None:
         if self.relay is not None:
             self.relay.bridge.frontend.drain()  # the input request (stdin channel) must not overtake the text before it
-            self.relay.at_prompt = True
         try:
             if not password and DEBUGGER_PROMPT.match(prompt) and _terminal_prompt(self.shell) is not None:
                 return _debugger_line(self.shell, prompt)
@@ -266,9 +274,6 @@ class DisplayMirror:
             return None
         except EOFError:  # Ctrl-D at the prompt: the remote input() gets end-of-file too
             return None
-        finally:
-            if self.relay is not None:
-                self.relay.at_prompt = False
 
     @property
     def allow_stdin(self) -> bool:

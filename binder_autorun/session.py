@@ -689,7 +689,17 @@ class KernelSession:
     def _answer_input(self, run: _Run, inbox: Inbox, sink: OutputSink | None, request: wire.Message) -> None:
         """Ask the local user, with what the remote wrote before asking on screen first,
         and its later output flowing while the user types."""
-        content = request["content"]
+        try:
+            value = self._ask(run, inbox, sink, request["content"])
+        finally:
+            _prompt_over(sink)  # before the answer lets the remote go on
+        if value is None:
+            value = "\x04"  # the remote raises EOFError instead of waiting forever
+        reply = wire.make_message("input_reply", {"value": value}, self.channel.session_id, channel="stdin", parent=request)
+        self.channel.send(reply)
+
+    def _ask(self, run: _Run, inbox: Inbox, sink: OutputSink | None, content: dict[str, Any]) -> str | None:
+        """Catch up with the output before the prompt, then ask the user."""
         if sink is not None:
             # ipykernel answers a control request with a status on IOPub; give other kernels less time
             self._catch_up(run, inbox, sink, timeout=2.0 if self.implementation == "ipython" else 0.3)
@@ -700,14 +710,10 @@ class KernelSession:
         if pump is not None:
             pump.start()
         try:
-            value = sink.on_input(str(content.get("prompt", "")), bool(content.get("password"))) if sink else None
+            return sink.on_input(str(content.get("prompt", "")), bool(content.get("password"))) if sink else None
         finally:
             if pump is not None:
                 pump.stop()
-        if value is None:
-            value = "\x04"  # the remote raises EOFError instead of waiting forever
-        reply = wire.make_message("input_reply", {"value": value}, self.channel.session_id, channel="stdin", parent=request)
-        self.channel.send(reply)
 
     def _catch_up(self, run: _Run, inbox: Inbox, sink: OutputSink, timeout: float = 2.0) -> None:
         """Take in the output the remote sent before an input request.
@@ -729,6 +735,13 @@ class KernelSession:
             if self._catch_up_step(run, inbox, sink, barrier_id, deadline):
                 return
         log.info("the kernel did not answer the output barrier within %.0f s; asking anyway", timeout)
+
+
+def _prompt_over(sink: OutputSink | None) -> None:
+    """Tell the sink's relay (if it minds, see OutputRelay.at_prompt) the prompt is over."""
+    over = getattr(getattr(sink, "relay", None), "prompt_over", None)
+    if over is not None:
+        over()
 
 
 def _reclaim(run: _Run, inbox: Inbox) -> None:

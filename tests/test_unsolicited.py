@@ -118,3 +118,48 @@ def test_pdb_prompts_come_after_the_debugger_output(frontend: Frontend) -> None:
     frontend.wait_idle(msg_id)
     assert "set_trace" in texts[0]  # where pdb stopped
     assert "42" in texts[1]  # the answer to the first command, before the second prompt
+
+
+#: a %%local cell: the local IOPub thread is busy for a second whenever the mirror waits for
+#: it before a prompt (it may legitimately be busy that long with a flood of output)
+BUSY_IOPUB_BEFORE_PROMPTS = """%%local
+import time
+from binder_autorun.frontend import KernelFrontend
+_drain = KernelFrontend.drain
+def _busy_drain(self, timeout=2.0):
+    self.kernel.iopub_socket.io_thread.schedule(lambda: time.sleep(1))
+    _drain(self, timeout)
+KernelFrontend.drain = _busy_drain
+"""
+
+
+@pytest.mark.timeout(60)
+def test_an_error_shown_just_after_the_prompt_does_not_stop_the_output(frontend: Frontend) -> None:
+    """A remote thread shows a traceback just after input() asked, while the local side still
+    gets ready to ask: it and what follows it reach the page while the user is asked."""
+    _, reply = frontend.execute(BUSY_IOPUB_BEFORE_PROMPTS)
+    assert reply["content"]["status"] == "ok"
+    seen_while_asked: list[str] = []
+    msg_id = frontend.kc.execute(
+        "import threading, time\n"
+        "def later():\n    time.sleep(0.3)\n    try:\n        1 / 0\n    except ZeroDivisionError:\n"
+        "        get_ipython().showtraceback()\n    print('after error', flush=True)\n"
+        "threading.Thread(target=later).start()\n"
+        "v = input('wait> ')\nprint('answered', v)",
+        allow_stdin=True,
+    )
+
+    def answer(request: Message) -> str:
+        try:
+            frontend.wait_for(lambda m: Frontend.parent(m) == msg_id and "after error" in m["content"].get("text", ""), timeout=8)
+        except TimeoutError:
+            pass
+        seen_while_asked.append(frontend.text(msg_id))
+        return "yes"
+
+    reply = frontend.wait_reply(msg_id, answers=answer)
+    assert reply["content"]["status"] == "ok"
+    frontend.wait_idle(msg_id)
+    assert seen_while_asked == ["after error\n"], "the output after the error waited for the answer"
+    assert [m["content"]["ename"] for m in frontend.of(msg_id, "error")] == ["ZeroDivisionError"]
+    assert frontend.text(msg_id) == "after error\nanswered yes\n"
