@@ -207,13 +207,14 @@ class Tree:
             folder = self._wds.get(wd)
             if folder is None:
                 continue
-            if mask & IN_IGNORED:  # the folder went (its parent's event names it, or it was the root)
+            if mask & IN_IGNORED:  # the watch is gone: its folder's record is no longer kept current
                 del self._wds[wd]
-                continue
             if name:
                 dirty[folder + name] = None
-            elif mask & (IN_DELETE_SELF | IN_MOVE_SELF) and folder == "":
-                return None
+            elif mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED):
+                if folder == "":
+                    return None
+                dirty[folder[:-1]] = None  # look again at the folder itself (see _same_folder)
         return dirty
 
     def _update(self, dirty: dict[str, None], changed: dict[str, tuple[int, int]]) -> None:
@@ -222,7 +223,7 @@ class Tree:
         for rel in dirty:
             if rel + "/" in self._dirs and not self._same_folder(rel + "/"):
                 self._drop(rel + "/")
-        for rel in dirty:
+        for rel in sorted(dirty, key=lambda rel: rel.count("/")):  # parents first: one walk covers the subtree
             try:
                 info = os.lstat(os.path.join(self.root, rel))
             except OSError:
@@ -246,11 +247,17 @@ class Tree:
         return changed
 
     def _same_folder(self, folder: str) -> bool:
+        """Whether the folder we watch under this name is still there and still watched. The (dev, ino)
+        alone cannot tell: a folder removed and made again usually gets the freed inode back, but not
+        the watch (the kernel dropped it with the old folder: IN_IGNORED)."""
+        wd, ident = self._dirs[folder]
+        if self._wds.get(wd) != folder:
+            return False
         try:
             info = os.lstat(os.path.join(self.root, folder))
         except OSError:
             return False
-        return stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == self._dirs[folder][1]
+        return stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == ident
 
     def _drop(self, folder: str) -> None:
         """Forget ``folder`` and everything below it (watches and files)."""

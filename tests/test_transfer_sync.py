@@ -157,3 +157,16 @@ def test_sync_keeps_working_across_a_remote_restart(routed: LocalKernel, local_d
     assert ok(routed.execute(f"print(open('{name}/local.txt').read())")).stdout.strip() == "local"
     result = ok(routed.execute(f"open('{name}/again.txt', 'w').write('again')"))
     assert "sync pulled 1 file(s)" in result.text and (proj / "again.txt").read_text() == "again"
+
+
+@pytest.mark.timeout(120)
+def test_a_remote_folder_removed_and_made_again_is_pulled_again(routed: LocalKernel, local_dir: Path) -> None:
+    name, proj = _synced(routed, local_dir, "remade")
+    cell = f"import os, shutil\nshutil.rmtree('{name}/out', ignore_errors=True)\nos.makedirs('{name}/out')\nopen('{name}/out/x', 'w').write('1')"
+    for _ in range(4):  # the remote folder is usually made again on the inode it just freed
+        (proj / "out" / "x").unlink(missing_ok=True)  # (not a change sync pushes)
+        result = ok(routed.execute(cell))
+        assert "sync pulled 1 file(s)" in result.text and (proj / "out" / "x").read_text() == "1"
+    # and the new folder stays watched
+    result = ok(routed.execute(f"open('{name}/out/y', 'w').write('y')"))
+    assert "sync pulled 1 file(s)" in result.text and (proj / "out" / "y").read_text() == "y"

@@ -133,3 +133,101 @@ def test_an_overflowing_event_queue_falls_back_to_one_rescan(tree: Tree) -> None
     assert changed(tree) == {f"flood/{index}.txt" for index in range(queued // 2 + 10)}
     (flood / "0.txt").write_text("y")  # and watched again afterwards
     assert changed(tree) == {"flood/0.txt"}
+
+
+def test_a_folder_removed_and_made_again_is_watched_again(tree: Tree) -> None:
+    root = Path(tree.root)
+    (root / "out").mkdir()
+    (root / "out" / "a").write_text("a")
+    assert changed(tree) == {"out/a"}
+    shutil.rmtree(root / "out")
+    os.makedirs(root / "out")  # in one go: the freed inode is usually the new folder's
+    (root / "out" / "b").write_text("b")
+    assert changed(tree) == {"out/b"} and "out/a" not in tree.files
+    (root / "out" / "c").write_text("c")  # and its watch is live again
+    assert changed(tree) == {"out/c"}
+
+
+def test_a_folder_removed_and_made_again_between_calls(tree: Tree) -> None:
+    root = Path(tree.root)
+    shutil.rmtree(root / "a")
+    os.makedirs(root / "a")
+    assert changed(tree) == set() and "a/one.txt" not in tree.files
+    (root / "a" / "two.txt").write_text("2")
+    assert changed(tree) == {"a/two.txt"}
+
+
+def test_nested_folders_removed_and_made_again_in_one_go(tree: Tree) -> None:
+    root = Path(tree.root)
+    os.makedirs(root / "out" / "a" / "b")
+    (root / "out" / "a" / "b" / "old.txt").write_text("old")
+    (root / "out" / "a" / "keep.txt").write_text("k")
+    assert changed(tree) == {"out/a/b/old.txt", "out/a/keep.txt"}
+    for _ in range(2):
+        later()
+        shutil.rmtree(root / "out")
+        os.makedirs(root / "out" / "a" / "b")
+        (root / "out" / "a" / "b" / "new.txt").write_text("new")
+        assert changed(tree) == {"out/a/b/new.txt"} and "out/a/keep.txt" not in tree.files
+    for folder in ("out", "out/a", "out/a/b"):  # every level is watched again
+        (root / folder / "late.txt").write_text("late")
+        assert changed(tree) == {f"{folder}/late.txt"}
+
+
+def test_a_folder_moved_away_and_another_moved_into_its_place(tree: Tree) -> None:
+    root = Path(tree.root)
+    (root / "b").mkdir()
+    os.rename(root / "a", root.parent / "gone")  # out of the tree
+    os.rename(root / "b", root / "a")
+    assert changed(tree) == set() and "a/one.txt" not in tree.files
+    (root / "a" / "new.txt").write_text("new")
+    assert changed(tree) == {"a/new.txt"}
+    shutil.rmtree(root.parent / "gone")  # the old folder's inode is freed ...
+    shutil.rmtree(root / "a")
+    os.makedirs(root / "a")  # ... and one of them is likely the new folder's
+    (root / "a" / "again.txt").write_text("again")
+    assert changed(tree) == {"a/again.txt"}
+    (root / "a" / "more.txt").write_text("more")
+    assert changed(tree) == {"a/more.txt"}
+
+
+def test_a_folder_replaced_by_a_file_and_back(tree: Tree) -> None:
+    root = Path(tree.root)
+    shutil.rmtree(root / "a")
+    (root / "a").write_text("file")
+    assert changed(tree) == {"a"}
+    (root / "a").unlink()
+    (root / "a").mkdir()
+    (root / "a" / "x.txt").write_text("x")
+    assert changed(tree) == {"a/x.txt"} and "a" not in tree.files
+    shutil.rmtree(root / "a")  # and all three in one go
+    (root / "a").write_text("file")
+    (root / "a").unlink()
+    (root / "a").mkdir()
+    (root / "a" / "y.txt").write_text("y")
+    assert changed(tree) == {"a/y.txt"}
+    (root / "a" / "z.txt").write_text("z")
+    assert changed(tree) == {"a/z.txt"}
+
+
+def test_the_root_removed_and_made_again_in_one_go(tree: Tree) -> None:
+    root = Path(tree.root)
+    shutil.rmtree(root)
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "new.txt").write_text("new")
+    assert changed(tree) == {"a/new.txt"} and "a/one.txt" not in tree.files
+    (root / "a" / "newer.txt").write_text("newer")
+    assert changed(tree) == {"a/newer.txt"}
+
+
+def test_a_folder_moved_away_and_back_stays_watched(tree: Tree) -> None:
+    root = Path(tree.root)
+    os.rename(root / "a", root / "b")
+    os.rename(root / "b", root / "a")  # the same folder (and watch) under its name again
+    assert changed(tree) == set()
+    (root / "a" / "two.txt").write_text("2")
+    assert changed(tree) == {"a/two.txt"}
+    os.rename(root / "a", root.parent / "outside")  # out of the tree: what happens there is not ours
+    assert changed(tree) == set() and not any(rel.startswith("a/") for rel in tree.files)
+    (root.parent / "outside" / "three.txt").write_text("3")
+    assert changed(tree) == set()
