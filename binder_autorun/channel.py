@@ -386,8 +386,8 @@ class KernelChannel:
             inbox = self._inboxes.pop(msg_id, None)
             if inbox is None:
                 return
-            if not inbox.empty():
-                self._flush_holder()
+            if not inbox.empty() or (inbox.relay is not None and self._holder is inbox.relay):
+                self._flush_holder()  # its text, and any before what it left, before the request's end shows
             while not inbox.empty():
                 event = inbox.get_nowait()
                 if isinstance(event, dict):

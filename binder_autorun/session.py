@@ -519,8 +519,8 @@ class KernelSession:
         finally:
             if sink is not None:
                 try:
-                    sink.flush()  # text held for joining must not be lost when the request ends badly,
-                except Exception:  # nor come after what forget() hands to the outlet below
+                    sink.flush()  # the main thread's own streams; forget() below flushes the text the
+                except Exception:  # reader's relay holds, before the request's end is shown
                     log.warning("could not show the last output of a remote request", exc_info=True)
             for msg_id in (run.msg_id, *run.probes, *run.barriers):
                 self.channel.forget(msg_id)

@@ -24,20 +24,22 @@ from .tcp_proxy import TcpProxy
 BURST = 0.2
 #: the server's websocket ping interval: several pings fall in each burst
 PING_EVERY = 0.02
+#: bytes a second through the slow proxy
+RATE = 1_000_000
 
 
-class BurstProxy(TcpProxy):
-    """Passes a websocket's server-to-client bytes on in bursts of :data:`BURST` seconds,
-    so a frame and the pings after it reach the client in one read."""
+class _WebsocketProxy(TcpProxy):
+    """Shapes what a server sends on a websocket (after its ``101`` answer); HTTP passes as is."""
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         upgraded = False
         try:
             while data := src.recv(65536):
                 if upgraded:
-                    data += _gather(src, time.monotonic() + BURST)
-                upgraded = upgraded or data.startswith(b"HTTP/1.1 101")
-                dst.sendall(data)
+                    self._pass(src, dst, data)
+                else:
+                    upgraded = data.startswith(b"HTTP/1.1 101")
+                    dst.sendall(data)
         except OSError:
             pass
         for sock in (src, dst):
@@ -45,6 +47,28 @@ class BurstProxy(TcpProxy):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _pass(self, src: socket.socket, dst: socket.socket, data: bytes) -> None:
+        dst.sendall(data)
+
+
+class BurstProxy(_WebsocketProxy):
+    """Passes a websocket's bytes on in bursts of :data:`BURST` seconds, so a frame and the
+    pings after it reach the client in one read."""
+
+    def _pass(self, src: socket.socket, dst: socket.socket, data: bytes) -> None:
+        dst.sendall(data + _gather(src, time.monotonic() + BURST))
+
+
+class SlowProxy(_WebsocketProxy):
+    """Passes a websocket's bytes on at :data:`RATE` bytes a second, as a slow link does
+    (what the server sends close together travels together)."""
+
+    def _pass(self, src: socket.socket, dst: socket.socket, data: bytes) -> None:
+        data += _gather(src, time.monotonic() + BURST)
+        for start in range(0, len(data), RATE // 20):
+            dst.sendall(data[start : start + RATE // 20])
+            time.sleep(0.05)
 
 
 def _gather(src: socket.socket, until: float) -> bytes:
@@ -83,3 +107,41 @@ def test_a_line_printed_before_a_long_computation_is_shown_at_once(bursty: Front
     idle = bursty.of(msg_id, "status")[-1]["received"]
     gaps = [later["received"] - line["received"] for line, later in zip(streams, [*streams[1:], {"received": idle}])]
     assert min(gaps) > 1.5, f"a line reached the page only with what came after it: {gaps}"
+
+
+@pytest.fixture
+def slow(tmp_path: Path) -> Iterator[Frontend]:
+    root = tmp_path / "remote-root"
+    root.mkdir()
+    server = LocalServer(root_dir=root, base_url="/user/someone/", limit_rate=False)
+    server.start()
+    proxy = SlowProxy(server.port)
+    driver = routed_frontend(tmp_path, f"http://127.0.0.1:{proxy.port}/user/someone/", server.token)
+    yield driver
+    driver.shutdown()
+    proxy.close()
+    server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_text_held_when_the_user_stops_waiting_comes_before_the_cells_end(slow: Frontend) -> None:
+    """The remote prints, then sends a big display (seconds on this link) and ignores Ctrl-C;
+    the user stops waiting (Ctrl-C twice). The text that had arrived is shown before the
+    cell's traceback and idle, not after them with the display."""
+    _, reply = slow.execute("import signal\nfrom IPython.display import display")
+    assert reply["content"]["status"] == "ok"
+    msg_id = slow.kc.execute(
+        "signal.signal(signal.SIGINT, lambda *_: None)\n"
+        "print('last words', flush=True)\n"
+        "display({'text/plain': 'x' * 5_000_000}, raw=True)"
+    )
+    time.sleep(2.0)  # the text is in; the display is still on its way
+    for _ in range(2):
+        slow.kernel.km.interrupt_kernel()
+        time.sleep(0.5)
+    reply = slow.wait_reply(msg_id, timeout=30)
+    assert reply["content"]["ename"] == "StopWaiting", reply["content"]
+    slow.wait_idle(msg_id)
+    slow.wait_for(lambda m: Frontend.parent(m) == msg_id and m["msg_type"] == "display_data", timeout=30)
+    kinds = [m["msg_type"] if m["msg_type"] != "status" else m["content"]["execution_state"] for m in slow.of(msg_id)]
+    assert kinds.index("stream") < kinds.index("error") < kinds.index("idle") < kinds.index("display_data"), kinds
