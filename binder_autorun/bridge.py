@@ -92,6 +92,10 @@ class _ForwardRelay:
     def flush(self) -> None:
         pass
 
+    def seal(self) -> None:
+        """The event starts: what it causes goes out after the local busy sent before."""
+        self.bridge.frontend.seal()
+
 
 class _ForwardSink:
     """Where the messages caused by a forwarded frontend message go: back to the frontend."""

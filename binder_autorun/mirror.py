@@ -197,6 +197,10 @@ class OutputRelay:
             self.at_prompt = True
         return kind in _SHOWN_BY_MIRROR
 
+    def seal(self) -> None:
+        """A request starts: what is relayed for it goes out after what this thread sent before."""
+        self.bridge.frontend.seal()
+
     def prompt_over(self) -> None:
         """The user answered (or the request ended): errors are the main thread's again."""
         self.at_prompt = False

@@ -40,7 +40,8 @@ class OutputSink(Protocol):
     A sink may have a ``relay`` (not None): a
     :class:`~binder_autorun.channel.Relay` that shows plain output from the
     channel's reader thread; the sink then gets only what the relay leaves (and
-    the relay says which of those the sink shows, so later output waits for it). Without one, a sink may have ``publish_aside(msg)``: show
+    the relay says which of those the sink shows, so later output waits for it; its ``seal()``
+    is called as the request starts). Without one, a sink may have ``publish_aside(msg)``: show
     a message from another thread. While the user answers a remote ``input()``
     the main thread waits at the prompt, and the remote's output must keep
     flowing (a background thread's print, a progress bar); without either,
@@ -502,6 +503,10 @@ class KernelSession:
         """Send ``msg``; hand its messages to ``sink`` until its reply (if expected) and idle are in."""
         msg_id = str(msg["header"]["msg_id"])
         relay = getattr(sink, "relay", None)
+        if relay is not None:
+            # a batch late output opened may not take this request's first messages: they must go
+            # out after what this thread sent before (the local busy and execute_input)
+            relay.seal()
         inbox = self.channel.request(msg, Inbox(_RunRelay(msg_id, relay) if relay is not None else None))
         run = _Run(msg_id, timeout, reply=None if expect_reply else {}, expects_reply=expect_reply)
         try:
