@@ -308,16 +308,21 @@ class Bridge:
         return self.session is not None and self.session.alive
 
     def _outlet(self, session: KernelSession, event: Event) -> None:
-        """Output and comms are re-sent at once, on the channel's thread: one publisher keeps
-        the remote's order across requests. The rest waits for the worker (it may block)."""
-        if isinstance(event, dict) and event.get("channel") == "iopub" and wire.msg_type(event) != "status":
-            if session is self.session:
-                try:
-                    self.publish(event)
-                except Exception:  # one bad message must not stop the reader
-                    log.warning("could not pass on a remote message", exc_info=True)
-            return
-        self._events.put((session, event))
+        """On the channel's thread, under its lock: what cannot block is done at once (one
+        publisher keeps the remote's order across requests); the rest waits for the worker,
+        and so does everything for a frontend whose sends may block (a terminal's stdout)."""
+        if self.frontend.blocks or not self._take_now(session, event):
+            self._events.put((session, event))
+
+    def _take_now(self, session: KernelSession, event: Event) -> bool:
+        """Publish output and comms, close the widgets of a kernel that ended; whether done."""
+        if not (_is_output(event) or _ends_kernel(event)):
+            return False
+        try:
+            self._take(session, event)
+        except Exception:  # one bad message must not stop the reader
+            log.warning("could not pass on a remote message", exc_info=True)
+        return True
 
     def _work(self) -> None:
         while True:
@@ -336,10 +341,12 @@ class Bridge:
             return
         if not isinstance(event, dict):
             return
+        if _is_output(event):
+            self.publish(event)
+            return
         kind = wire.msg_type(event)
-        if kind == "status":
-            if not wire.parent_id(event) and (event.get("content") or {}).get("execution_state") in ("restarting", "dead"):
-                self.close_remote_comms()
+        if _ends_kernel(event):
+            self.close_remote_comms()
             return
         if kind == "input_request":
             log.warning("the remote kernel asked for input outside a cell; it gets end-of-file")
@@ -348,6 +355,23 @@ class Bridge:
                 session.channel.send(reply)
             except BinderAutorunError:
                 pass
+
+
+def _is_output(event: Event) -> bool:
+    """IOPub traffic other than status: output and comms, re-sent to the frontend."""
+    return isinstance(event, dict) and event.get("channel") == "iopub" and wire.msg_type(event) != "status"
+
+
+def _ends_kernel(event: Event) -> bool:
+    """The connection's loss, or the server's word that the kernel restarted or died."""
+    if isinstance(event, BinderAutorunError):
+        return True
+    return (
+        isinstance(event, dict)
+        and wire.msg_type(event) == "status"
+        and not wire.parent_id(event)
+        and (event.get("content") or {}).get("execution_state") in ("restarting", "dead")
+    )
 
 
 def _comm_close(comm_id: str) -> wire.Message:

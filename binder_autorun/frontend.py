@@ -30,6 +30,8 @@ class LocalFrontend(Protocol):
 
     #: whether comm messages reach anything (a terminal has no widgets)
     has_comms: bool
+    #: whether a send may block (a terminal's stdout): then the channel's reader never sends
+    blocks: bool
 
     def send(self, msg: wire.Message, parent: wire.Message) -> None:
         """Re-send ``msg`` to the frontend with ``parent`` (a message whose header the frontend knows)."""
@@ -55,6 +57,7 @@ class KernelFrontend:
     """
 
     has_comms = True
+    blocks = False  # hands over to the IOPub thread
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
@@ -112,6 +115,7 @@ class TerminalFrontend:
     """A terminal IPython: text is printed as it would be printed natively."""
 
     has_comms = False
+    blocks = True  # a stdout nobody reads (a paused terminal, a full pipe) blocks the write
 
     def send(self, msg: wire.Message, parent: wire.Message) -> None:
         kind, content = wire.msg_type(msg), msg.get("content") or {}
