@@ -284,3 +284,29 @@ def test_nothing_is_kept_after_requests_end(frontend: Frontend) -> None:
     state = _ok(frontend, "%%local\nimport binder_autorun\nauto = binder_autorun._autorun\n"
                           "print(sorted({tuple(p) for p in auto.bridge._parents.values()}), len(auto.session.channel._inboxes))")
     assert frontend.text(state).strip() == "[('header',)] 0"
+
+
+@pytest.mark.timeout(60)
+def test_a_widget_update_reaches_the_page_while_the_user_is_asked(frontend: Frontend) -> None:
+    """A remote thread moves a slider while input() waits for the user: the page gets the
+    update before the answer, as natively."""
+    _ok(frontend, "import ipywidgets as w, threading, time\ns = w.IntSlider()\ndisplay(s)")
+    seen: list[bool] = []
+
+    def moved(m: dict) -> bool:  # type: ignore[type-arg]
+        return m["msg_type"] == "comm_msg" and m["content"]["data"].get("state", {}).get("value") == 7
+
+    def answer(request: dict) -> str:  # type: ignore[type-arg]
+        try:
+            frontend.wait_for(moved, timeout=10)
+            seen.append(True)
+        except TimeoutError:
+            seen.append(False)
+        return "ok"
+
+    msg_id = frontend.kc.execute(
+        "threading.Thread(target=lambda: (time.sleep(0.3), setattr(s, 'value', 7))).start()\nv = input('wait> ')",
+        allow_stdin=True,
+    )
+    assert frontend.wait_reply(msg_id, answers=answer)["content"]["status"] == "ok"
+    assert seen == [True], "the update waited for the answer"
