@@ -39,6 +39,9 @@ class _Relay:
     def flush(self) -> None:
         pass
 
+    def seal(self) -> None:
+        pass
+
 
 class _Sink:
     """Records what the main thread is given."""
