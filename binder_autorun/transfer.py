@@ -1227,7 +1227,8 @@ class Transfer:
         pending = iter(items)
         failures: list[BaseException] = []
 
-        def work(transport: Transport) -> None:
+        def work() -> None:
+            transport = self.transport.twin()
             try:
                 while not stop.is_set():
                     with lock:
@@ -1249,20 +1250,21 @@ class Transfer:
             finally:
                 transport.close()
 
-        threads = [threading.Thread(target=work, args=(self.transport.twin(),), name="binder-autorun-transfer", daemon=True)
-                   for _ in range(min(self.workers, len(items)))]
-        for thread in threads:
-            thread.start()
+        threads: list[threading.Thread] = []
         try:
+            for _ in range(min(self.workers, len(items))):
+                threads.append(threading.Thread(target=work, name="binder-autorun-transfer", daemon=True))
+                threads[-1].start()
             for thread in threads:
                 while thread.is_alive():
                     thread.join(0.1)
                     progress.update(summary.bytes, summary.paths[-1] if summary.paths else "")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # also while the workers were starting: none goes on unwatched
             stop.set()  # the files in flight finish (each lands whole or not at all); wait a little for them
             deadline = time.monotonic() + INTERRUPT_GRACE
             for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    thread.join(max(0.0, deadline - time.monotonic()))
             raise
         summary.paths.sort()
         progress.done = summary.bytes

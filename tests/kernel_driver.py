@@ -53,11 +53,20 @@ class LocalKernel:
     """Start a local ipykernel (the notebook's own kernel) and talk to it."""
 
     def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env=dict(os.environ, **(env or {})), cwd=str(cwd))
-        self.kc = self.km.blocking_client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        for attempt in (1, 2):
+            self.km = KernelManager(kernel_name="python3")
+            self.km.start_kernel(env=dict(os.environ, **(env or {})), cwd=str(cwd))
+            self.kc = self.km.blocking_client()
+            self.kc.start_channels()
+            try:
+                self.kc.wait_for_ready(timeout=60)
+                return
+            except RuntimeError:
+                # jupyter_client picks free TCP ports, then the kernel binds them: on a busy machine
+                # another process can take one in between and the kernel dies at start. Once more.
+                self.shutdown()
+                if attempt == 2:
+                    raise
 
     def execute(
         self,

@@ -10,6 +10,7 @@ import _thread
 import hashlib
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -158,5 +159,7 @@ def test_interrupt_among_many_leaves_no_partial_file(work: tuple[KernelSession, 
     assert str(stopped.value).startswith("Interrupted after ") and "no partial file was left under a final name" in str(stopped.value)
     landed = sorted(p.name for p in (remote / "stop").iterdir())
     assert 0 <= len(landed) < 400 and not [name for name in landed if PARTIAL in name]
+    time.sleep(1.0)
+    assert sorted(p.name for p in (remote / "stop").iterdir()) == landed  # no worker went on after the interrupt
     for name in landed:  # whatever arrived is whole
         assert (remote / "stop" / name).read_bytes() == (local / "stop" / name).read_bytes()
