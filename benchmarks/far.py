@@ -25,8 +25,11 @@ counted apart.
   may send no frame before the server's 101, RFC 6455 §4.1, and jupyter_server answers it only
   once the kernel is up) and the execute. The package takes exactly those 3 (the kernel_info
   handshake rides with the first execute), so the targets are: round trips <= 3, and
-  ``elapsed - server time <= 3 RTT`` (the server's time, kernel start included, from the
-  proxy's records of the same window, as for the connect). Read as "kernel start" including
+  ``elapsed - server time - 2 local cells <= 3 RTT`` (the server's time, kernel start
+  included, from the proxy's records of the same window, as for the connect; the window holds
+  two notebook cells, ``%binder_on`` and the first, and each costs the local kernel's own
+  turnaround, measured as a native ``pass`` in the same kernel, as ``pass`` targets count
+  native + raw). Read as "kernel start" including
   the upgrade's own round trip (which carries the kernel's start), that is the issue's 2.
 """
 
@@ -176,12 +179,14 @@ def measure_ready(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) -> N
     hub = start_standin(standin, proxied)
     elapsed: list[float] = []
     convs: list[Conversation] = []
+    native: list[float] = []
     try:
         for i in range(reps):
             log(f"far: %binder_on -r through the BinderHub stand-in, ready -> first result over the link ({i + 1}/{reps})")
             kernel = LocalKernel(env=state_env())
             try:
                 kernel.run_ok("%load_ext binder_autorun")
+                native.extend(kernel.run_ok("pass").seconds for _ in range(5))  # a local cell, before remote mode
                 _READY_AT.clear()
                 _, first = first_result(kernel, f"%binder_on -r bench/cache-hit-{uuid.uuid4().hex[:8]} --binderhub {hub.url}")
                 if len(_READY_AT) != 1:
@@ -194,16 +199,18 @@ def measure_ready(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) -> N
     finally:
         hub.stop()
     server_s = median([c.server_seconds for c in convs])
-    beyond = median([t - c.server_seconds for t, c in zip(elapsed, convs)])
+    local = 2 * median(native)  # the %binder_on cell and the first cell each cost a local cell's turnaround
+    beyond = median([t - c.server_seconds for t, c in zip(elapsed, convs)]) - local
     turns = [c.round_trips for c in convs]
     rep.row("far", f"ready (stand-in) -> first result over the link [n={reps}]",
             f"median {ms(median(elapsed))}  min {ms(min(elapsed))}")
     rep.row("far", "  of which the server's time (kernel start, REST, execute)", f"median {ms(server_s)}")
+    rep.row("far", "  two local cells' turnaround (2 x native `pass` in the same kernel)", f"{ms(local)}")
     rep.row("far", "  the rest: link and client", f"median {ms(beyond)} = {rtts(beyond)}")
     rep.row("far", "  round trips / new connections",
             f"{statistics.median(turns):.0f} (all: {turns}) / {statistics.median(c.connections for c in convs):.0f}")
-    rep.target(Target("far: ready -> first result - kernel start <= 3 RTT (RTTs)", beyond / RTT, 3.0,
-                      f"{median(elapsed) * 1e3:.0f} ms = server {server_s * 1e3:.0f} ms + {beyond * 1e3:.0f} ms; "
+    rep.target(Target("far: ready -> first result - start - 2 local cells <= 3 RTT", beyond / RTT, 3.0,
+                      f"{median(elapsed) * 1e3:.0f} ms = server {server_s * 1e3:.0f} ms + 2 local cells {local * 1e3:.0f} ms + {beyond * 1e3:.0f} ms; "
                       f"{statistics.median(turns):.0f} round trips, "
                       f"{statistics.median(c.connections for c in convs):.0f} connections"))
     # POST api/kernels, websocket upgrade, execute: the fewest the protocol allows (see the module docstring)
