@@ -25,7 +25,9 @@ counted apart.
   may send no frame before the server's 101, RFC 6455 §4.1, and jupyter_server answers it only
   once the kernel is up) and the execute. The package takes exactly those 3 (the kernel_info
   handshake rides with the first execute), so the targets are: round trips <= 3, and
-  ``elapsed - server time - 2 local cells <= 3 RTT`` (the server's time, kernel start
+  ``elapsed - server time - 2 local cells <= 3 raw round trips`` (a raw round trip is the raw
+  websocket ``pass`` over the same link, as the ``pass`` target counts it: the nominal 50 ms plus
+  what the proxy, the server and a client spend on it; the server's time, kernel start
   included, from the proxy's records of the same window, as for the connect; the window holds
   two notebook cells, ``%binder_on`` and the first, and each costs the local kernel's own
   turnaround, measured as a native ``pass`` in the same kernel, as ``pass`` targets count
@@ -68,16 +70,17 @@ def run(ctx: Context) -> None:
     proxy = CuttableProxy(server.port, delay=ONE_WAY)
     purl = f"http://127.0.0.1:{proxy.port}{server.base_url}"
     try:
-        measure_pass(ctx, proxy, purl, n)
+        raw_round_trip = measure_pass(ctx, proxy, purl, n)
         measure_connect(ctx, proxy, purl, connect_reps)
         measure_comm(ctx, proxy, purl, n)
-        measure_ready(ctx, proxy, purl, connect_reps)
+        measure_ready(ctx, proxy, purl, connect_reps, raw_round_trip)
     finally:
         proxy.close()
     rep.row("far", "added RTT (proxy, 2 x one-way hold)", ms(RTT))
 
 
-def measure_pass(ctx: Context, proxy: CuttableProxy, purl: str, n: int) -> None:
+def measure_pass(ctx: Context, proxy: CuttableProxy, purl: str, n: int) -> float:
+    """Routed, native and raw ``pass``; the raw websocket round trip over the link (median)."""
     rep, token = ctx.rep, ctx.server.token
     log(f"far: `pass` native, raw and routed over {RTT * 1e3:.0f} ms RTT, {n} interleaved samples")
     http = rest(purl, token)
@@ -118,6 +121,7 @@ def measure_pass(ctx: Context, proxy: CuttableProxy, purl: str, n: int) -> None:
                       f"routed {median(res['routed']) * 1e3:.1f} ms vs native {median(res['native']) * 1e3:.1f} + "
                       f"raw {median(res['raw']) * 1e3:.1f} = {base * 1e3:.1f} ms; "
                       f"{statistics.median(turns['routed']):.0f} round trip(s) per cell"))
+    return median(res["raw"])
 
 
 def kernel_start(url: str, token: str) -> float:
@@ -168,7 +172,7 @@ def measure_connect(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) ->
                       f"per run {turns}; new connections {[c.connections for c in convs]}"))
 
 
-def measure_ready(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) -> None:
+def measure_ready(ctx: Context, proxy: CuttableProxy, purl: str, reps: int, raw_round_trip: float) -> None:
     """BinderHub stand-in ``ready`` (pointing through the proxy) -> first routed result."""
     rep, server = ctx.rep, ctx.server
     standin, why = load_standin()
@@ -209,8 +213,9 @@ def measure_ready(ctx: Context, proxy: CuttableProxy, purl: str, reps: int) -> N
     rep.row("far", "  the rest: link and client", f"median {ms(beyond)} = {rtts(beyond)}")
     rep.row("far", "  round trips / new connections",
             f"{statistics.median(turns):.0f} (all: {turns}) / {statistics.median(c.connections for c in convs):.0f}")
-    rep.target(Target("far: ready -> first result - start - 2 local cells <= 3 RTT", beyond / RTT, 3.0,
-                      f"{median(elapsed) * 1e3:.0f} ms = server {server_s * 1e3:.0f} ms + 2 local cells {local * 1e3:.0f} ms + {beyond * 1e3:.0f} ms; "
+    rep.target(Target("far: ready -> first result - start - 2 local cells <= 3 raw round trips", beyond / raw_round_trip, 3.0,
+                      f"{median(elapsed) * 1e3:.0f} ms = server {server_s * 1e3:.0f} ms + 2 local cells {local * 1e3:.0f} ms + {beyond * 1e3:.0f} ms "
+                      f"(a raw round trip over the link: {raw_round_trip * 1e3:.1f} ms); "
                       f"{statistics.median(turns):.0f} round trips, "
                       f"{statistics.median(c.connections for c in convs):.0f} connections"))
     # POST api/kernels, websocket upgrade, execute: the fewest the protocol allows (see the module docstring)
