@@ -9,14 +9,16 @@ comm_info_request.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from binder_autorun.autorun import TOKEN_ENV
+from binder_autorun.launch import LocalServer
 
 from .kernel_driver import LocalKernel
 
@@ -133,3 +135,25 @@ def routed_frontend(cwd: Path, url: str, token: str) -> Frontend:
         _, reply = frontend.execute(code)
         assert reply["content"]["status"] == "ok", reply["content"]
     return frontend
+
+
+@contextlib.contextmanager
+def routed_on_own_server(cwd: Path, through: Callable[[int], Any] | None = None, **server_options: Any) -> Iterator[Frontend]:
+    """A routed frontend on a jupyter_server of its own (Binder-like base_url), reached directly
+    or through ``through(port)``: a proxy with ``port`` and ``close()``."""
+    root = cwd / "remote-root"
+    root.mkdir()
+    server = LocalServer(root_dir=root, base_url="/user/someone/", **server_options)
+    server.start()
+    proxy = through(server.port) if through is not None else None
+    url = f"http://127.0.0.1:{proxy.port}/user/someone/" if proxy is not None else server.url
+    try:
+        driver = routed_frontend(cwd, url, server.token)
+        try:
+            yield driver
+        finally:
+            driver.shutdown()
+    finally:
+        if proxy is not None:
+            proxy.close()
+        server.stop()

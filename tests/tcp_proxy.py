@@ -47,7 +47,7 @@ class TcpProxy:
         try:
             while data := src.recv(65536):
                 if id(src) not in self._frozen and id(dst) not in self._frozen:
-                    dst.sendall(data)
+                    self._forward(src, dst, data)
         except OSError:
             pass
         for sock in (src, dst):
@@ -55,6 +55,10 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _forward(self, src: socket.socket, dst: socket.socket, data: bytes) -> None:
+        """Pass ``data`` from ``src`` on to ``dst`` (a subclass may shape it)."""
+        dst.sendall(data)
 
     def cut(self) -> int:
         """Drop every open connection (both sides see a reset/EOF); return how many."""

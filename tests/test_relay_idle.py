@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from binder_autorun.launch import LocalServer
 
-from .frontend_driver import Frontend, routed_frontend
+from .frontend_driver import Frontend, routed_on_own_server
 from .tcp_proxy import TcpProxy
 
 #: how long the proxy gathers what the server sends before passing it on in one write
@@ -31,22 +30,17 @@ RATE = 1_000_000
 class _WebsocketProxy(TcpProxy):
     """Shapes what a server sends on a websocket (after its ``101`` answer); HTTP passes as is."""
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        upgraded = False
-        try:
-            while data := src.recv(65536):
-                if upgraded:
-                    self._pass(src, dst, data)
-                else:
-                    upgraded = data.startswith(b"HTTP/1.1 101")
-                    dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def __init__(self, target_port: int) -> None:
+        self._upgraded: set[int] = set()  # ids of the server-side sockets past their 101
+        super().__init__(target_port)
+
+    def _forward(self, src: socket.socket, dst: socket.socket, data: bytes) -> None:
+        if id(src) in self._upgraded:
+            self._pass(src, dst, data)
+            return
+        if data.startswith(b"HTTP/1.1 101"):
+            self._upgraded.add(id(src))
+        dst.sendall(data)
 
     def _pass(self, src: socket.socket, dst: socket.socket, data: bytes) -> None:
         dst.sendall(data)
@@ -84,16 +78,8 @@ def _gather(src: socket.socket, until: float) -> bytes:
 
 @pytest.fixture
 def bursty(tmp_path: Path) -> Iterator[Frontend]:
-    root = tmp_path / "remote-root"
-    root.mkdir()
-    server = LocalServer(root_dir=root, base_url="/user/someone/", ws_ping_interval=PING_EVERY, ws_ping_timeout=30)
-    server.start()
-    proxy = BurstProxy(server.port)
-    driver = routed_frontend(tmp_path, f"http://127.0.0.1:{proxy.port}/user/someone/", server.token)
-    yield driver
-    driver.shutdown()
-    proxy.close()
-    server.stop()
+    with routed_on_own_server(tmp_path, BurstProxy, ws_ping_interval=PING_EVERY, ws_ping_timeout=30) as driver:
+        yield driver
 
 
 @pytest.mark.timeout(120)
@@ -111,16 +97,8 @@ def test_a_line_printed_before_a_long_computation_is_shown_at_once(bursty: Front
 
 @pytest.fixture
 def slow(tmp_path: Path) -> Iterator[Frontend]:
-    root = tmp_path / "remote-root"
-    root.mkdir()
-    server = LocalServer(root_dir=root, base_url="/user/someone/", limit_rate=False)
-    server.start()
-    proxy = SlowProxy(server.port)
-    driver = routed_frontend(tmp_path, f"http://127.0.0.1:{proxy.port}/user/someone/", server.token)
-    yield driver
-    driver.shutdown()
-    proxy.close()
-    server.stop()
+    with routed_on_own_server(tmp_path, SlowProxy, limit_rate=False) as driver:
+        yield driver
 
 
 @pytest.mark.timeout(120)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from binder_autorun.launch import LocalServer
 
-from .frontend_driver import Frontend, routed_frontend
+from .frontend_driver import Frontend, routed_on_own_server
 
 #: comm messages sent by each side; the old two-publisher bridge swapped ~2% of them
 PER_SIDE = 3000
@@ -41,14 +40,8 @@ t.start()
 
 @pytest.fixture
 def frontend(tmp_path: Path) -> Iterator[Frontend]:
-    root = tmp_path / "remote-root"
-    root.mkdir()
-    server = LocalServer(root_dir=root, base_url="/user/someone/", limit_rate=False)
-    server.start()
-    driver = routed_frontend(tmp_path, server.url, server.token)
-    yield driver
-    driver.shutdown()
-    server.stop()
+    with routed_on_own_server(tmp_path, limit_rate=False) as driver:
+        yield driver
 
 
 def _ok(frontend: Frontend, code: str, timeout: float = 30) -> str:

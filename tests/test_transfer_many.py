@@ -11,18 +11,16 @@ import hashlib
 import os
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from binder_autorun.launch import LocalServer
-from binder_autorun.server import JupyterServer
 from binder_autorun.session import KernelSession
 from binder_autorun.transfer import PARTIAL, ContentsTransport, Transfer, TransferError, Transport, open_transport
+
+from .test_transfer import work  # noqa: F401  (a remote kernel in a fresh folder of the server's root)
 
 FILES = 120
 CHUNK = 64 << 10  # files above it stream in chunks, one by one
@@ -73,16 +71,6 @@ class Recorder:
             result = original(*args, **kwargs)
             return self.wrap(result) if name == "twin" else result
         return call
-
-
-@pytest.fixture(scope="module")
-def work(remote_server: LocalServer) -> Iterator[tuple[KernelSession, Path]]:
-    name = f"many-{uuid.uuid4().hex[:8]}"
-    folder = remote_server.root_dir / name
-    folder.mkdir()
-    session = KernelSession.start(JupyterServer(remote_server.info), "python3", path=name)
-    yield session, folder
-    session.shutdown()
 
 
 def contents(session: KernelSession) -> ContentsTransport:
