@@ -293,9 +293,7 @@ class KernelSession:
                 event = inbox.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(event, dict) and event["channel"] == "shell" and wire.parent_id(event) == msg_id:
-                self._kernel_info = dict(event["content"])
-                self._forget_pending_info()
+            if self._took_kernel_info(event, msg_id):
                 return
 
     def _receive_kernel_info(self, timeout: float = 60.0) -> None:
@@ -312,12 +310,18 @@ class KernelSession:
                 self.channel.request(msg, inbox)
                 msg_id = str(msg["header"]["msg_id"])
                 self._info_pending = (inbox, msg_id)
-            elif isinstance(event, dict) and event["channel"] == "shell" and wire.parent_id(event) == msg_id:
-                self._kernel_info = dict(event["content"])
-                self._forget_pending_info()
+            elif self._took_kernel_info(event, msg_id):
                 return
         raise ConnectionLost(f"The remote kernel at {self.server.url} did not answer within {timeout:g} s; "
                              "it may be stuck, so try %binder_restart.")
+
+    def _took_kernel_info(self, event: Any, msg_id: str) -> bool:
+        """Keep ``event`` if it is the pending kernel_info_reply (and stop routing its request)."""
+        if not (isinstance(event, dict) and event["channel"] == "shell" and wire.parent_id(event) == msg_id):
+            return False
+        self._kernel_info = dict(event["content"])
+        self._forget_pending_info()
+        return True
 
     @property
     def implementation(self) -> str:
