@@ -922,7 +922,7 @@ class Transfer:
             self.transport.makedirs(item.remote)
             return
         existing = self._push_target(item)
-        if existing is not None and existing.size == item.size and self._same(item, self.transport.digest(item.remote)):
+        if existing is not None and existing.size == item.size and _same_content(item.local, self.transport.digest(item.remote)):
             summary.skipped += 1
             progress.total -= item.size
             return
@@ -935,7 +935,7 @@ class Transfer:
         """Small files: the unchanged found with one digest request, the rest uploaded side by side."""
         same_size = [item for item in items if (found := self._push_target(item)) is not None and found.size == item.size]
         digests = self.transport.digests([item.remote for item in same_size])
-        unchanged = {item.remote for item in same_size if self._same(item, digests.get(item.remote))}
+        unchanged = {item.remote for item in same_size if _same_content(item.local, digests.get(item.remote))}
         summary.skipped += len(unchanged)
         progress.total -= sum(item.size for item in items if item.remote in unchanged)
 
@@ -974,12 +974,6 @@ class Transfer:
         except BaseException:
             writer.abort()
             raise
-
-    def _same(self, item: _Item, remote: tuple[str, str] | None) -> bool:
-        if remote is None:
-            return False
-        algorithm, digest = remote
-        return local_digest(item.local, algorithm) == digest
 
     def _remote_listing(self, folder: str) -> dict[str, Entry] | None:
         """The remote folder's entries by name (cached per transfer), None if it does not exist."""
@@ -1113,12 +1107,10 @@ class Transfer:
             target.parent.mkdir(exist_ok=True)
             return
         target = self._pull_target(item)
-        if _same_size(target, item.size):
-            remote = self.transport.digest(item.remote)
-            if remote is not None and local_digest(target, remote[0]) == remote[1]:
-                summary.skipped += 1
-                progress.total -= item.size
-                return
+        if _same_size(target, item.size) and _same_content(target, self.transport.digest(item.remote)):
+            summary.skipped += 1
+            progress.total -= item.size
+            return
         got = self._download(self.transport, item, target, progress)
         summary.files += 1
         summary.bytes += got
@@ -1129,11 +1121,7 @@ class Transfer:
         targets = {item.remote: self._pull_target(item) for item in items}
         same_size = [item for item in items if _same_size(targets[item.remote], item.size)]
         digests = self.transport.digests([item.remote for item in same_size])
-        unchanged = set()
-        for item in same_size:
-            remote = digests.get(item.remote)
-            if remote is not None and local_digest(targets[item.remote], remote[0]) == remote[1]:
-                unchanged.add(item.remote)
+        unchanged = {item.remote for item in same_size if _same_content(targets[item.remote], digests.get(item.remote))}
         summary.skipped += len(unchanged)
         progress.total -= sum(item.size for item in items if item.remote in unchanged)
 
@@ -1283,6 +1271,11 @@ class _Silent(Progress):
 
 
 _SILENT = _Silent()
+
+
+def _same_content(local: Path, remote: tuple[str, str] | None) -> bool:
+    """Whether the local file hashes to the remote (algorithm, digest); False when that is unknown."""
+    return remote is not None and local_digest(local, remote[0]) == remote[1]
 
 
 def _same_size(target: Path, size: int) -> bool:
