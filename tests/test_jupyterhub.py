@@ -193,11 +193,15 @@ def test_server_still_stopping_is_started_again(jupyterhub: JupyterHubProcess) -
 
 
 @pytest.fixture(scope="module")
-def hub_with_default_timeouts() -> Iterator[JupyterHubProcess]:
-    """A hub with JupyterHub's own slow_spawn_timeout (10 s): a quick spawn answers 201, not 202."""
+def hub_that_waits_for_the_spawn() -> Iterator[JupyterHubProcess]:
+    """A hub that holds the POST until the server is up (201, not 202).
+
+    JupyterHub's own slow_spawn_timeout is 10 s; a loaded CI machine can take longer to start a
+    single-user server, and then the hub answers 202 — another test's path — so wait longer.
+    """
     if missing_requirements():
         pytest.skip(str(missing_requirements()))
-    hub = JupyterHubProcess(slow_spawn_timeout=10, slow_stop_timeout=10)
+    hub = JupyterHubProcess(slow_spawn_timeout=40, slow_stop_timeout=10)
     try:
         hub.start()
         yield hub
@@ -205,10 +209,11 @@ def hub_with_default_timeouts() -> Iterator[JupyterHubProcess]:
         hub.stop()
 
 
-def test_spawn_that_finishes_within_the_post(hub_with_default_timeouts: JupyterHubProcess) -> None:
-    hub = hub_with_default_timeouts
+@pytest.mark.timeout(120)
+def test_spawn_that_finishes_within_the_post(hub_that_waits_for_the_spawn: JupyterHubProcess) -> None:
+    hub = hub_that_waits_for_the_spawn
     token = hub.user_token("frank")
-    result, events = launch(hub, token)
+    result, events = launch(hub, token, timeout=50)
     assert result.started and result.info.url == hub.url + "user/frank/"
     assert [event.phase for event in events] == ["launching", "ready"]  # 201: nothing left to report
     assert requests.get(result.info.url + "api/status", headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200
