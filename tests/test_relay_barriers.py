@@ -85,7 +85,9 @@ def test_a_ctrl_c_just_after_the_result_was_taken_loses_neither_it_nor_the_reade
     monkeypatch.setattr(session_module, "Inbox", _InterruptedAfterTake)
     sink = _Sink()
     reply = session.execute("print('before')\n6 * 7", sink)
-    assert reply["status"] == "ok"
+    # the Ctrl-C interrupts the remote kernel too: on a loaded machine the cell may not have
+    # ended yet when it lands there (as natively, a Ctrl-C at the last moment can fail the cell)
+    assert reply["status"] == "ok" or reply.get("ename") == "KeyboardInterrupt", reply
     results = [m["content"]["data"]["text/plain"] for m in sink.messages if wire.msg_type(m) == "execute_result"]
     assert results == ["42"], "the result taken when the interrupt landed is still shown"
     assert sink.relay.shown == ["before\n"]
