@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import time
+from queue import Empty
 from typing import Any
 
 import nbformat
@@ -39,6 +40,35 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 #: seconds a cell may take to stop after the first Ctrl-C before the run is cut short
 INTERRUPT_GRACE = 10.0
+#: longest wait on the shell socket between two direct looks at it (see :func:`poll_shell_in_slices`)
+SHELL_POLL_SLICE = 0.25
+
+
+def poll_shell_in_slices(kc: Any, slice_seconds: float = SHELL_POLL_SLICE) -> None:
+    """Make ``kc``'s shell ``get_msg`` look at its socket at least every ``slice_seconds``.
+
+    nbclient waits for a cell's reply on the shell socket while it sends an Output
+    widget's ``comm_msg`` on that same socket (jupyter/nbclient#312). A send can take
+    the socket's wake-up for a reply arriving at that moment: the reply then sits
+    unseen until the wait times out — the whole cell timeout, or forever without one
+    (measured: one routed widget notebook in ten, and native ones alike, stalled 60 s
+    on a loaded machine). A wait that ends looks at the socket itself, so waiting in
+    slices bounds such a stall to one slice.
+    """
+    channel = kc.shell_channel
+    get_msg = channel.get_msg
+
+    async def sliced(timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = slice_seconds if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                return await ensure_async(get_msg(timeout=min(slice_seconds, left)))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = sliced
 
 
 class RunInterrupted(Exception):
@@ -93,6 +123,7 @@ class RoutedNotebookClient(NotebookClient):  # type: ignore[misc,valid-type]
     async def async_start_new_kernel_client(self) -> Any:
         self._take_sigint()
         kc = await super().async_start_new_kernel_client()
+        poll_shell_in_slices(kc)
         if not self.server_url:
             return kc  # the notebook connects itself with its own %binder_on cell
         where = f"--gateway {self.server_url}" if self.remote_gateway else f"--url {self.server_url}"

@@ -25,6 +25,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from nbclient import NotebookClient
 
 from binder_autorun.cli import TOKEN_ENV, RoutedNotebookClient
+from binder_autorun.routed_client import poll_shell_in_slices
 from binder_autorun.launch import LocalServer
 
 BASE_URL = "/user/someone/"
@@ -99,6 +100,7 @@ def run_native_on_server(cells: list[str], server: LocalServer, timeout: float =
     client = NotebookClient(run.nb, timeout=timeout, allow_errors=True, on_cell_executed=_record(run))
     client.kc = AsyncKernelClient(connection_file=os.path.join(jupyter_runtime_dir(), f"kernel-{kernel_id}.json"))
     client.kc.load_connection_file()
+    poll_shell_in_slices(client.kc)  # the native side has nbclient's lost wake-up too (jupyter/nbclient#312)
 
     async def execute() -> None:
         client.kc.start_channels(hb=False)  # a late first heartbeat on a busy machine reads as "kernel died"
