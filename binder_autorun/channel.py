@@ -108,16 +108,57 @@ class _StampedWebSocket(websocket.WebSocket):
 
     def _recv(self, bufsize: int) -> bytes:
         if self._at >= len(self._ahead):
-            if _QUICKACK is not None and self.sock is not None:
-                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            self._ahead, self._at = super()._recv(max(bufsize, READ_AHEAD)), 0
-            self.received_at = time.monotonic()
+            self._read_ahead(bufsize)
             if len(self._ahead) <= bufsize:
                 self._at = len(self._ahead)
                 return self._ahead
         chunk = self._ahead[self._at : self._at + bufsize]
         self._at += len(chunk)
         return chunk
+
+    def _read_ahead(self, bufsize: int = READ_AHEAD) -> None:
+        """One real socket read (blocking) of whatever has arrived."""
+        if _QUICKACK is not None and self.sock is not None:
+            self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        self._ahead, self._at = super()._recv(max(bufsize, READ_AHEAD)), 0
+        self.received_at = time.monotonic()
+
+    def recv_data(self, control_frame: bool = False) -> tuple[int, Any]:
+        """A data frame that lies whole in the read-ahead is cut from it here: for a small
+        message websocket-client's general frame reader cost more than decoding it."""
+        if self._at >= len(self._ahead) and self._between_frames():
+            self._read_ahead()
+        whole = self._whole_frame()
+        if whole is not None:
+            return whole
+        return super().recv_data(control_frame)
+
+    def _between_frames(self) -> bool:
+        """Whether websocket-client holds no half-read frame or message."""
+        frames = self.frame_buffer
+        return not frames.recv_buffer and frames.needs_header() and not self.cont_frame.recving_frames
+
+    def _whole_frame(self) -> tuple[int, bytes] | None:
+        """(opcode, payload) of the next frame if it is a final, unmasked text or binary
+        frame already read ahead in full, and nothing is half-read; else None."""
+        ahead, at = self._ahead, self._at
+        if len(ahead) - at < 2 or not self._between_frames():
+            return None
+        first, second = ahead[at], ahead[at + 1]
+        opcode = first & 0x0F
+        if first & 0xF0 != 0x80 or second & 0x80 or opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+            return None
+        length, start = second & 0x7F, at + 2
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            if len(ahead) < start + size:
+                return None
+            length, start = int.from_bytes(ahead[start : start + size], "big"), start + size
+        end = start + length
+        if end > len(ahead):
+            return None
+        self._at = end
+        return opcode, ahead[start:end]
 
 
 class Relay(Protocol):

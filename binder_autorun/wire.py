@@ -26,6 +26,26 @@ PROTOCOL_VERSION = "5.3"
 Message = dict[str, Any]
 
 
+class Received(dict):  # type: ignore[type-arg]
+    """A decoded v1 message that keeps its metadata and content as they arrived (JSON).
+
+    Re-sent unchanged to the local frontend, they need not be encoded again: per
+    small message that encoding cost more than the decoding. :attr:`packed` holds
+    the decoded objects beside their JSON, so a consumer that swaps ``content`` or
+    ``metadata`` for another object makes the JSON stale, never wrong.
+    """
+
+    __slots__ = ("packed",)
+    packed: tuple[Any, memoryview, Any, memoryview]
+
+    def packed_parts(self) -> tuple[memoryview, memoryview] | None:
+        """(metadata, content) as JSON if both are still the objects decoded from it."""
+        metadata, metadata_json, content, content_json = self.packed
+        if self.get("metadata") is metadata and self.get("content") is content:
+            return metadata_json, content_json
+        return None
+
+
 def new_id() -> str:
     """A fresh message or session id."""
     return uuid.uuid4().hex
@@ -113,14 +133,16 @@ def decode(frame: bytes | str, protocol: str | None) -> Message:
         (count,) = struct.unpack_from("<Q", view, 0)
         offsets = struct.unpack_from(f"<{count}Q", view, 8)
         parts = [view[offsets[i] : offsets[i + 1]] for i in range(count - 1)]
-        return {
-            "channel": bytes(parts[0]).decode("utf-8"),
-            "header": _loads(parts[1]),
-            "parent_header": _loads(parts[2]),
-            "metadata": _loads(parts[3]),
-            "content": _loads(parts[4]),
-            "buffers": parts[5:],
-        }
+        received = Received(
+            channel=bytes(parts[0]).decode("utf-8"),
+            header=_loads(parts[1]),
+            parent_header=_loads(parts[2]),
+            metadata=_loads(parts[3]),
+            content=_loads(parts[4]),
+            buffers=parts[5:],
+        )
+        received.packed = (received["metadata"], parts[3], received["content"], parts[4])
+        return received
     # legacy binary message: u32be count, u32be offsets, JSON, buffers
     (count,) = struct.unpack_from("!I", view, 0)
     bounds = [*struct.unpack_from(f"!{count}I", view, 4), len(view)]
