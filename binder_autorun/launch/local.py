@@ -30,6 +30,14 @@ from ..server import ServerInfo
 log = logging.getLogger(__name__)
 
 
+#: starts tried when the free port we picked is taken before the server binds it
+PORT_ATTEMPTS = 3
+
+
+class _PortTaken(Exception):
+    """The server could not bind the port we picked for it."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -143,20 +151,27 @@ class LocalServer:
             raise LaunchError(
                 "--local needs jupyter_server, which is not installed; run: pip install 'binder_autorun[local]'."
             ) from None
-        self.port = free_port()
         env = dict(os.environ, **self.env, JUPYTER_TOKEN=self.token)
-        try:
-            self._log_file = tempfile.NamedTemporaryFile(prefix="binder-autorun-server-", suffix=".log")
-            log.info("starting a local jupyter_server at %s in %s", self.url, self.root_dir)
-            atexit.register(self.stop)
-            with interrupts_held():  # a Ctrl-C inside Popen would leave a child we never learn about
-                self.process = self._spawn(env)
-            self._wait_ready()
-        except BaseException:
-            log.info("the local jupyter_server did not come up (failed or interrupted); stopping it")
-            self.stop()
-            raise
-        return self.info
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = free_port()
+            try:
+                self._log_file = tempfile.NamedTemporaryFile(prefix="binder-autorun-server-", suffix=".log")
+                log.info("starting a local jupyter_server at %s in %s", self.url, self.root_dir)
+                atexit.register(self.stop)
+                with interrupts_held():  # a Ctrl-C inside Popen would leave a child we never learn about
+                    self.process = self._spawn(env)
+                self._wait_ready()
+                return self.info
+            except _PortTaken:
+                # the free port was taken between our look and the server's bind: another one
+                log.info("port %d was taken before the server bound it (attempt %d)", self.port, attempt)
+                said = self.log_tail()
+                self.stop()
+            except BaseException:
+                log.info("the local jupyter_server did not come up (failed or interrupted); stopping it")
+                self.stop()
+                raise
+        raise LaunchError(f"The local jupyter_server found no free port in {PORT_ATTEMPTS} tries; its log says: {said}")
 
     def _spawn(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -175,6 +190,8 @@ class LocalServer:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if not self.running:
+                if f"port {self.port} is not available" in self.log_tail():
+                    raise _PortTaken
                 raise LaunchError(f"The local jupyter_server exited during start-up; its log says: {self.log_tail()}")
             try:
                 if requests.get(self.url + "api", timeout=1).status_code == 200:
