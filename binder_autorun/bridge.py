@@ -90,7 +90,10 @@ class _ForwardRelay:
         return False  # what this relay leaves (status) shows nothing
 
     def flush(self) -> None:
-        pass
+        pass  # holds nothing: sends as it takes
+
+    def held_since(self) -> float | None:
+        return None
 
     def seal(self) -> None:
         """The event starts: what it causes goes out after the local busy sent before."""

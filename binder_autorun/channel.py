@@ -59,6 +59,11 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 #: bytes asked of the socket at once: a burst of small frames costs one read, not three each
 READ_AHEAD = 65536
+#: held stream text waits this long for the next frame to join it (a remote printing line by
+#: line, flushed each, reaches the frontend as a few messages, not one per line) ...
+JOIN_WAIT = 0.002
+#: ... but is sent at most this long after it arrived (ipykernel itself holds up to 200 ms)
+JOIN_MAX = 0.02
 
 
 def _frames_waiting(ws: websocket.WebSocket) -> bool:
@@ -73,6 +78,17 @@ def _frames_waiting(ws: websocket.WebSocket) -> bool:
         return True
     try:
         return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
+def _frames_within(ws: websocket.WebSocket, seconds: float) -> bool:
+    """Whether more of the stream arrives within ``seconds`` (waits at most that long)."""
+    sock = ws.sock
+    if seconds <= 0 or sock is None:
+        return False
+    try:
+        return bool(select.select([sock], [], [], seconds)[0])
     except (OSError, ValueError):
         return False
 
@@ -176,6 +192,9 @@ class Relay(Protocol):
 
     def flush(self) -> None:
         """Send any text held for joining."""
+
+    def held_since(self) -> float | None:
+        """When the text held for joining began to wait (``time.monotonic``), None if none is."""
 
 
 class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
@@ -539,10 +558,19 @@ class KernelChannel:
             barrier.wait_turn(lambda: not self._closed)
 
     def _flush_idle(self, ws: websocket.WebSocket | None) -> None:
-        """Send the text a relay holds unless more frames already wait on ``ws`` (None: now)."""
-        if self._holder is not None and (ws is None or not _frames_waiting(ws)):
-            with self._lock:
-                self._flush_holder()
+        """Send the text a relay holds unless more frames wait on ``ws`` or arrive within
+        :data:`JOIN_WAIT` (None: now): text is held at most :data:`JOIN_MAX` for joining."""
+        holder = self._holder
+        if holder is None:
+            return
+        if ws is not None:
+            if _frames_waiting(ws):
+                return
+            since = holder.held_since()
+            if since is not None and _frames_within(ws, min(JOIN_WAIT, since + JOIN_MAX - time.monotonic())):
+                return
+        with self._lock:
+            self._flush_holder()
 
     def _dispatch(self, msg: wire.Message) -> Inbox | None:
         """Relay, queue or hand ``msg`` to the outlet; the inbox whose consumer must handle it

@@ -20,6 +20,7 @@ import getpass
 import logging
 import re
 import sys
+import time
 from typing import Any
 
 from IPython.core import page
@@ -151,9 +152,10 @@ class OutputRelay:
     (a :class:`~binder_autorun.channel.Relay`), so it costs no hand-off to the main thread
     and keeps the remote's order with everything else the reader re-sends.
 
-    Consecutive stream text is joined while more frames are waiting (the channel flushes
-    it as soon as the socket is idle), as ipykernel's own buffered streams join it: a
-    frontend then handles fewer messages than the remote sent. From the moment the reader
+    Consecutive stream text is joined while more frames are waiting or follow within
+    ``channel.JOIN_WAIT`` (sent at most ``channel.JOIN_MAX`` after it came), as ipykernel's
+    own buffered streams join it: a frontend then handles fewer messages than the remote
+    sent. From the moment the reader
     hands over an ``input_request`` until the answer, errors are shown from here too.
     """
 
@@ -163,6 +165,7 @@ class OutputRelay:
         self._parent: wire.Message | None = None
         #: stream text not yet sent: (name, texts)
         self._pending: tuple[str, list[str]] | None = None
+        self._pending_since = 0.0
 
     def take(self, msg: wire.Message) -> bool:
         kind = wire.msg_type(msg)
@@ -179,6 +182,7 @@ class OutputRelay:
                 self.flush()
             if self._pending is None:
                 self._pending = (name, [])
+                self._pending_since = time.monotonic()
             self._pending[1].append(str(content.get("text", "")))
             return True
         self.flush()
@@ -204,6 +208,10 @@ class OutputRelay:
     def prompt_over(self) -> None:
         """The user answered (or the request ended): errors are the main thread's again."""
         self.at_prompt = False
+
+    def held_since(self) -> float | None:
+        """When the stream text not yet sent arrived first (None: nothing held)."""
+        return self._pending_since if self._pending is not None else None
 
     def flush(self) -> None:
         if self._pending is None:

@@ -126,6 +126,9 @@ class _RunRelay:
     def flush(self) -> None:
         self.relay.flush()
 
+    def held_since(self) -> float | None:
+        return self.relay.held_since()
+
 
 @dataclass
 class _Run:

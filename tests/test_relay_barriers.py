@@ -39,6 +39,9 @@ class _Relay:
     def flush(self) -> None:
         pass
 
+    def held_since(self) -> float | None:
+        return None
+
     def seal(self) -> None:
         pass
 

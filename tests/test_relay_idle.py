@@ -123,3 +123,25 @@ def test_text_held_when_the_user_stops_waiting_comes_before_the_cells_end(slow: 
     slow.wait_for(lambda m: Frontend.parent(m) == msg_id and m["msg_type"] == "display_data", timeout=30)
     kinds = [m["msg_type"] if m["msg_type"] != "status" else m["content"]["execution_state"] for m in slow.of(msg_id)]
     assert kinds.index("stream") < kinds.index("error") < kinds.index("idle") < kinds.index("display_data"), kinds
+
+
+@pytest.fixture
+def direct(tmp_path: Path) -> Iterator[Frontend]:
+    with routed_on_own_server(tmp_path, limit_rate=False) as driver:  # 3,000 messages a second are not the limiter's to drop
+        yield driver
+
+
+@pytest.mark.timeout(120)
+def test_lines_flushed_one_by_one_reach_the_page_joined_whole_and_in_order(direct: Frontend) -> None:
+    """A remote printing line by line (flush each) sends a message per line; the page gets the
+    same text in a few messages, as ipykernel's own buffered stream would send it."""
+    lines = 3000
+    msg_id, reply = direct.execute(f"import sys\nfor i in range({lines}):\n    print(i, flush=True)\n    print(-i, file=sys.stderr, flush=True) if i % 1000 == 999 else None", timeout=60)
+    assert reply["content"]["status"] == "ok"
+    direct.wait_idle(msg_id)
+    streams = [m["content"] for m in direct.of(msg_id, "stream")]
+    stdout = "".join(s["text"] for s in streams if s["name"] == "stdout")
+    assert stdout == "".join(f"{i}\n" for i in range(lines)), [(s["name"], s["text"][-40:]) for s in streams[-4:]]
+    order = "".join(s["text"] for s in streams)
+    assert order.index("999\n-999\n1000\n") >= 0 and order.index("2999\n-2999\n") >= 0, "stderr kept its place between the lines"
+    assert len(streams) < lines / 5, f"{len(streams)} messages for {lines} lines"
