@@ -86,6 +86,9 @@ class LocalFrontend(Protocol):
     def send(self, msg: wire.Message, parent: wire.Message) -> None:
         """Re-send ``msg`` to the frontend with ``parent`` (a message whose header the frontend knows)."""
 
+    def send_all(self, messages: list[wire.Message], parent: wire.Message) -> None:
+        """Re-send ``messages`` in order, as one batch where sends are batched."""
+
     def seal(self) -> None:
         """What is sent after this goes out after whatever another thread sends meanwhile
         (sends may be batched until then)."""
@@ -121,24 +124,33 @@ class KernelFrontend:
         self._signer = _Signer(session) if plain else None
 
     def send(self, msg: wire.Message, parent: wire.Message) -> None:
+        self.send_all([msg], parent)
+
+    def send_all(self, messages: list[wire.Message], parent: wire.Message) -> None:
         kernel = self.kernel
         io_thread = getattr(kernel.iopub_socket, "io_thread", None)
-        if self._signer is not None:
-            parts = self._signer.serialize(msg, parent, TOPIC)
-        else:
-            message = kernel.session.msg(wire.msg_type(msg), msg.get("content") or {}, parent=parent, metadata=msg.get("metadata") or {})
-            parts = kernel.session.serialize(message, ident=TOPIC)
-        parts.extend(msg.get("buffers") or [])
+        serialized = [self._serialize(msg, parent) for msg in messages]
         if io_thread is None:  # not ipykernel's background socket: send as the session would
-            kernel.iopub_socket.send_multipart(parts)
+            for parts in serialized:
+                kernel.iopub_socket.send_multipart(parts)
             return
         with self._lock:
             batch = self._batch
             if batch is not None:
-                batch.append(parts)
+                batch.extend(serialized)
                 return
-            self._batch = batch = [parts]
+            self._batch = batch = serialized
         io_thread.schedule(lambda: self._send_batch(io_thread, batch))
+
+    def _serialize(self, msg: wire.Message, parent: wire.Message) -> list[Any]:
+        if self._signer is not None:
+            parts = self._signer.serialize(msg, parent, TOPIC)
+        else:
+            session = self.kernel.session
+            message = session.msg(wire.msg_type(msg), msg.get("content") or {}, parent=parent, metadata=msg.get("metadata") or {})
+            parts = session.serialize(message, ident=TOPIC)
+        parts.extend(msg.get("buffers") or [])
+        return parts
 
     def seal(self) -> None:
         with self._lock:
@@ -188,6 +200,10 @@ class TerminalFrontend:
                 print(text, flush=True)
         elif kind == "error":
             print("\n".join(content.get("traceback") or [f"{content.get('ename')}: {content.get('evalue')}"]), flush=True)
+
+    def send_all(self, messages: list[wire.Message], parent: wire.Message) -> None:
+        for msg in messages:
+            self.send(msg, parent)
 
     def seal(self) -> None:
         pass  # printed at once

@@ -152,19 +152,21 @@ class OutputRelay:
     (a :class:`~binder_autorun.channel.Relay`), so it costs no hand-off to the main thread
     and keeps the remote's order with everything else the reader re-sends.
 
-    Consecutive stream text is joined while more frames are waiting or follow within
-    ``channel.JOIN_WAIT`` (sent at most ``channel.JOIN_MAX`` after it came), as ipykernel's
-    own buffered streams join it: a frontend then handles fewer messages than the remote
-    sent. From the moment the reader
-    hands over an ``input_request`` until the answer, errors are shown from here too.
+    Plain output is held while more frames are waiting or follow within
+    ``channel.JOIN_WAIT`` (and sent at most ``channel.JOIN_MAX`` after it came), then
+    sent in one go: consecutive stream text joined, as ipykernel's own buffered streams
+    join it, and the rest handed to the local IOPub thread in one batch — a remote's
+    burst of small outputs costs the frontend fewer messages and the local kernel one
+    wake-up, not one per message. From the moment the reader hands over an
+    ``input_request`` until the answer, errors are shown from here too.
     """
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.at_prompt = False
         self._parent: wire.Message | None = None
-        #: stream text not yet sent: (name, texts)
-        self._pending: tuple[str, list[str]] | None = None
+        #: output not yet sent, in order: messages, and [name, texts] for joined stream text
+        self._pending: list[Any] = []
         self._pending_since = 0.0
 
     def take(self, msg: wire.Message) -> bool:
@@ -175,21 +177,23 @@ class OutputRelay:
             self._parent = self.bridge.parent_of(msg)
             if self._parent is None:  # not a request of ours (cannot happen for a routed cell's own messages)
                 return True
+        if kind.startswith("comm_"):
+            self.flush()
+            self.bridge.publish(msg)
+            return True
+        pending = self._pending
+        if not pending:
+            self._pending_since = time.monotonic()
         if kind == "stream":
             content = msg["content"]
             name = str(content.get("name", "stdout"))
-            if self._pending is not None and self._pending[0] != name:
-                self.flush()
-            if self._pending is None:
-                self._pending = (name, [])
-                self._pending_since = time.monotonic()
-            self._pending[1].append(str(content.get("text", "")))
-            return True
-        self.flush()
-        if kind.startswith("comm_"):
-            self.bridge.publish(msg)
+            text = str(content.get("text", ""))
+            if pending and isinstance(pending[-1], list) and pending[-1][0] == name:
+                pending[-1][1].append(text)
+            else:
+                pending.append([name, [text]])
         else:
-            self.bridge.frontend.send(msg, self._parent)
+            pending.append(msg)
         return True
 
     def hand_over(self, msg: wire.Message) -> bool:
@@ -210,16 +214,19 @@ class OutputRelay:
         self.at_prompt = False
 
     def held_since(self) -> float | None:
-        """When the stream text not yet sent arrived first (None: nothing held)."""
-        return self._pending_since if self._pending is not None else None
+        """When the oldest output not yet sent arrived (None: nothing held)."""
+        return self._pending_since if self._pending else None
 
     def flush(self) -> None:
-        if self._pending is None:
+        if not self._pending:
             return
-        name, texts = self._pending
-        self._pending = None
+        pending, self._pending = self._pending, []
         assert self._parent is not None
-        self.bridge.frontend.send({"header": {"msg_type": "stream"}, "content": {"name": name, "text": "".join(texts)}}, self._parent)
+        messages = [
+            {"header": {"msg_type": "stream"}, "content": {"name": item[0], "text": "".join(item[1])}} if isinstance(item, list) else item
+            for item in pending
+        ]
+        self.bridge.frontend.send_all(messages, self._parent)
 
 
 class DisplayMirror:
