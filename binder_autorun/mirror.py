@@ -147,6 +147,10 @@ def rewrite_history(shell: InteractiveShell, line: int, source: str, raw: str | 
             log.debug("could not rewrite history line %d", line, exc_info=True)
 
 
+#: bytes of output a relay holds back for company at most (a bigger message goes at once)
+HOLD_AT_MOST = 65536
+
+
 class OutputRelay:
     """Re-sends a routed cell's plain output unchanged from the channel's reader thread
     (a :class:`~binder_autorun.channel.Relay`), so it costs no hand-off to the main thread
@@ -194,6 +198,8 @@ class OutputRelay:
                 pending.append([name, [text]])
         else:
             pending.append(msg)
+            if isinstance(msg, wire.Received) and msg.size() > HOLD_AT_MOST:
+                self.flush()  # a big output gains nothing from company and should not wait in memory
         return True
 
     def hand_over(self, msg: wire.Message) -> bool:

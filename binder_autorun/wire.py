@@ -38,6 +38,10 @@ class Received(dict):  # type: ignore[type-arg]
     __slots__ = ("packed",)
     packed: tuple[Any, memoryview, Any, memoryview]
 
+    def size(self) -> int:
+        """Bytes of its content JSON and binary buffers, as it arrived."""
+        return len(self.packed[3]) + sum(len(buffer) for buffer in self.get("buffers") or [])
+
     def packed_parts(self) -> tuple[memoryview, memoryview] | None:
         """(metadata, content) as JSON if both are still the objects decoded from it."""
         metadata, metadata_json, content, content_json = self.packed
