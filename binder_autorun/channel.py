@@ -558,16 +558,16 @@ class KernelChannel:
             barrier.wait_turn(lambda: not self._closed)
 
     def _flush_idle(self, ws: websocket.WebSocket | None) -> None:
-        """Send the text a relay holds unless more frames wait on ``ws`` or arrive within
-        :data:`JOIN_WAIT` (None: now): text is held at most :data:`JOIN_MAX` for joining."""
+        """Send what a relay holds unless more frames wait on ``ws`` or arrive within
+        :data:`JOIN_WAIT` (None: now); nothing is held longer than :data:`JOIN_MAX`."""
         holder = self._holder
         if holder is None:
             return
-        if ws is not None:
-            if _frames_waiting(ws):
-                return
-            since = holder.held_since()
-            if since is not None and _frames_within(ws, min(JOIN_WAIT, since + JOIN_MAX - time.monotonic())):
+        since = holder.held_since()
+        if ws is not None and since is not None:
+            # a reader that stays behind (frames always waiting) still sends every JOIN_MAX
+            left = since + JOIN_MAX - time.monotonic()
+            if left > 0 and (_frames_waiting(ws) or _frames_within(ws, min(JOIN_WAIT, left))):
                 return
         with self._lock:
             self._flush_holder()

@@ -11,7 +11,8 @@ import time
 
 import websocket
 
-from binder_autorun.channel import READ_AHEAD, _StampedWebSocket
+from binder_autorun.channel import JOIN_MAX, JOIN_WAIT, READ_AHEAD, KernelChannel, _StampedWebSocket
+from binder_autorun.server import JupyterServer, ServerInfo
 
 OP = websocket.ABNF
 
@@ -85,4 +86,55 @@ def test_fragments_and_pings_go_the_general_way() -> None:
     server.settimeout(5)
     pong = server.recv(64)  # websocket-client answered the ping (a masked client frame)
     assert pong[0] == 0x80 | OP.OPCODE_PONG
+    server.close()
+
+
+class _Holder:
+    """A relay holding output since ``since`` (None: nothing)."""
+
+    def __init__(self, since: float | None) -> None:
+        self.since = since
+        self.flushed = 0
+
+    def held_since(self) -> float | None:
+        return self.since
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+
+def _channel_holding(since: float | None) -> tuple[KernelChannel, _Holder]:
+    channel = KernelChannel(JupyterServer(ServerInfo("http://127.0.0.1:9/", "unused")), "kernel")
+    holder = _Holder(since)
+    channel._holder = holder  # type: ignore[assignment]
+    return channel, holder
+
+
+def test_held_output_waits_for_frames_already_there() -> None:
+    ws, server = _connected_pair()
+    server.sendall(server_frame(b"more"))
+    time.sleep(0.1)
+    channel, holder = _channel_holding(time.monotonic())
+    channel._flush_idle(ws)
+    assert holder.flushed == 0
+    server.close()
+
+
+def test_held_output_goes_after_join_max_even_while_frames_keep_waiting() -> None:
+    """A reader that stays behind a fast remote still sends what it holds, every JOIN_MAX."""
+    ws, server = _connected_pair()
+    server.sendall(server_frame(b"more"))
+    time.sleep(0.1)
+    channel, holder = _channel_holding(time.monotonic() - JOIN_MAX - 0.001)
+    channel._flush_idle(ws)
+    assert holder.flushed == 1
+    server.close()
+
+
+def test_held_output_goes_when_no_frame_follows_within_join_wait() -> None:
+    ws, server = _connected_pair()
+    channel, holder = _channel_holding(time.monotonic())
+    began = time.monotonic()
+    channel._flush_idle(ws)
+    assert holder.flushed == 1 and JOIN_WAIT * 0.9 <= time.monotonic() - began < 0.5
     server.close()
