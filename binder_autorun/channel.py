@@ -66,8 +66,8 @@ JOIN_WAIT = 0.002
 JOIN_MAX = 0.02
 
 
-def _frames_waiting(ws: websocket.WebSocket) -> bool:
-    """Whether more of the stream has already arrived (so joined text may wait for it)."""
+def _frames_waiting(ws: websocket.WebSocket, within: float = 0.0) -> bool:
+    """Whether more of the stream has arrived, or arrives ``within`` seconds (waits that long at most)."""
     if getattr(ws, "buffered", 0):
         return True
     sock = ws.sock
@@ -77,18 +77,7 @@ def _frames_waiting(ws: websocket.WebSocket) -> bool:
     if pending is not None and pending():
         return True
     try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return False
-
-
-def _frames_within(ws: websocket.WebSocket, seconds: float) -> bool:
-    """Whether more of the stream arrives within ``seconds`` (waits at most that long)."""
-    sock = ws.sock
-    if seconds <= 0 or sock is None:
-        return False
-    try:
-        return bool(select.select([sock], [], [], seconds)[0])
+        return bool(select.select([sock], [], [], max(within, 0.0))[0])
     except (OSError, ValueError):
         return False
 
@@ -142,11 +131,12 @@ class _StampedWebSocket(websocket.WebSocket):
     def recv_data(self, control_frame: bool = False) -> tuple[int, Any]:
         """A data frame that lies whole in the read-ahead is cut from it here: for a small
         message websocket-client's general frame reader cost more than decoding it."""
-        if self._at >= len(self._ahead) and self._between_frames():
-            self._read_ahead()
-        whole = self._whole_frame()
-        if whole is not None:
-            return whole
+        if self._between_frames():
+            if self._at >= len(self._ahead):
+                self._read_ahead()
+            whole = self._whole_frame()
+            if whole is not None:
+                return whole
         return super().recv_data(control_frame)
 
     def _between_frames(self) -> bool:
@@ -156,9 +146,9 @@ class _StampedWebSocket(websocket.WebSocket):
 
     def _whole_frame(self) -> tuple[int, bytes] | None:
         """(opcode, payload) of the next frame if it is a final, unmasked text or binary
-        frame already read ahead in full, and nothing is half-read; else None."""
+        frame already read ahead in full; else None. Only between frames (see recv_data)."""
         ahead, at = self._ahead, self._at
-        if len(ahead) - at < 2 or not self._between_frames():
+        if len(ahead) - at < 2:
             return None
         first, second = ahead[at], ahead[at + 1]
         opcode = first & 0x0F
@@ -567,7 +557,7 @@ class KernelChannel:
         if ws is not None and since is not None:
             # a reader that stays behind (frames always waiting) still sends every JOIN_MAX
             left = since + JOIN_MAX - time.monotonic()
-            if left > 0 and (_frames_waiting(ws) or _frames_within(ws, min(JOIN_WAIT, left))):
+            if left > 0 and _frames_waiting(ws, within=min(JOIN_WAIT, left)):
                 return
         with self._lock:
             self._flush_holder()

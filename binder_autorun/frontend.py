@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 #: ZeroMQ topic of what we re-send on the local IOPub (frontends do not read topics)
 TOPIC = b"binder_autorun"
-#: the wire protocol's delimiter between routing identities and the signed message
-DELIM = b"<IDS|MSG>"
 
 
 class _Signer:
@@ -43,8 +41,11 @@ class _Signer:
     """
 
     def __init__(self, session: Any) -> None:
+        from jupyter_client.session import DELIM  # under a kernel, where jupyter_client is
+
         self.session = session
         self.pack = session.pack
+        self._delim = DELIM
         template = session.msg_header("status")
         self._head = self.pack({key: template[key] for key in ("username", "session", "version")})[1:-1]
         self._ids = itertools.count()
@@ -60,7 +61,7 @@ class _Signer:
         if packed is None:
             packed = (self.pack(msg.get("metadata") or {}), self.pack(msg.get("content") or {}))
         parts = [header, self._parent(parent), *packed]
-        return [ident, DELIM, self.session.sign(parts), *parts]
+        return [ident, self._delim, self.session.sign(parts), *parts]
 
     def _parent(self, parent: wire.Message) -> bytes:
         header = parent.get("header", parent) or {}
