@@ -122,6 +122,15 @@ class Frontend:
         """The stream text parented to ``msg_id``."""
         return "".join(m["content"]["text"] for m in self.of(msg_id, "stream"))
 
+    def text_once(self, msg_id: str, needle: str, timeout: float) -> str:
+        """The stream text of ``msg_id`` once one of its messages holds ``needle``, or as it is
+        when ``timeout`` ends (a caller asserting on it tells which)."""
+        try:
+            self.wait_for(lambda m: self.parent(m) == msg_id and needle in m["content"].get("text", ""), timeout=timeout)
+        except TimeoutError:
+            pass
+        return self.text(msg_id)
+
     def shutdown(self) -> None:
         self._stopped = True
         self._reader.join(timeout=2)

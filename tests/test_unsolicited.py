@@ -57,11 +57,7 @@ def test_what_was_printed_before_input_is_shown_before_the_prompt(frontend: Fron
     def answer(request: Message) -> str:
         # the IOPub reader gets a moment to read what is already on its socket; a menu that
         # is only sent after the answer (the defect) can never be here in time
-        try:
-            frontend.wait_for(lambda m: Frontend.parent(m) == msg_id and "menu" in m["content"].get("text", ""), timeout=0.5)
-        except TimeoutError:
-            pass
-        seen_before_prompt.append(frontend.text(msg_id))
+        seen_before_prompt.append(frontend.text_once(msg_id, "menu", timeout=0.5))
         return "2"
 
     for run in range(RUNS):
@@ -105,11 +101,7 @@ def test_pdb_prompts_come_after_the_debugger_output(frontend: Frontend) -> None:
 
     def answer(request: Message) -> str:
         wanted = next(expected)  # the IOPub reader gets a moment to read what is already on its socket
-        try:
-            frontend.wait_for(lambda m: Frontend.parent(m) == msg_id and wanted in m["content"].get("text", ""), timeout=0.5)
-        except TimeoutError:
-            pass
-        texts.append(frontend.text(msg_id))
+        texts.append(frontend.text_once(msg_id, wanted, timeout=0.5))
         return next(commands)
 
     msg_id = frontend.kc.execute("import pdb\nx = 1\npdb.set_trace()\ny = 2", allow_stdin=True)
@@ -150,11 +142,7 @@ def test_an_error_shown_just_after_the_prompt_does_not_stop_the_output(frontend:
     )
 
     def answer(request: Message) -> str:
-        try:
-            frontend.wait_for(lambda m: Frontend.parent(m) == msg_id and "after error" in m["content"].get("text", ""), timeout=8)
-        except TimeoutError:
-            pass
-        seen_while_asked.append(frontend.text(msg_id))
+        seen_while_asked.append(frontend.text_once(msg_id, "after error", timeout=8))
         return "yes"
 
     reply = frontend.wait_reply(msg_id, answers=answer)
