@@ -25,10 +25,14 @@ WAIT = 4.0  # the wait's own timeout: what a lost wake-up costs without slices
 async def _reply_after_a_lost_wakeup(sliced: bool) -> tuple[dict[str, Any], float]:
     km = AsyncKernelManager(kernel_name="python3")
     await km.start_kernel()
+    ready = km.client()
+    ready.start_channels(hb=False)
+    # wait_for_ready asks again each second: on a slow machine replies to its earlier asks
+    # still come, so the wait below uses a client of its own
     kc = km.client()
-    kc.start_channels(hb=False)
     try:
-        await kc.wait_for_ready(timeout=60)
+        await ready.wait_for_ready(timeout=60)
+        kc.start_channels(hb=False)
         if sliced:
             poll_shell_in_slices(kc)
         waiting = asyncio.ensure_future(kc.shell_channel.get_msg(timeout=WAIT))
@@ -46,6 +50,7 @@ async def _reply_after_a_lost_wakeup(sliced: bool) -> tuple[dict[str, Any], floa
         return reply, time.monotonic() - began
     finally:
         kc.stop_channels()
+        ready.stop_channels()
         await km.shutdown_kernel(now=True)
 
 
