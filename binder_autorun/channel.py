@@ -200,30 +200,19 @@ class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
         self.relay = relay
         #: when the reader last had a message for this request (relayed ones included)
         self.heard = time.monotonic()
+        #: the message the main thread took and has not handled yet: kept here, not in a local
+        #: variable, so a Ctrl-C landing as the queue gives it up cannot lose it (see Session._next)
+        self.in_hand: Any = None
         self._awaited: Any = None
         self._turn = threading.Event()
         self._turn.set()
-        self._handing = threading.Lock()  # a barrier is awaited and queued at once (see reclaim)
 
     def hand(self, msg: wire.Message, barrier: bool) -> None:
         """Queue ``msg`` for the consumer; with ``barrier``, :meth:`wait_turn` waits until it is done."""
-        if not barrier:
-            self.put(msg)
-            return
-        with self._handing:
+        if barrier:
             self._turn.clear()
             self._awaited = msg
-            self.put(msg)
-
-    def reclaim(self) -> Any:
-        """The barrier message if the consumer took it but never handled it, else None.
-
-        A Ctrl-C can land just after the queue gave the message up, before the consumer
-        holds it: the reader waits behind it, so it must be handled, not lost. The reader
-        queues nothing behind a barrier, so an empty queue means it was taken.
-        """
-        with self._handing:
-            return self._awaited if self._awaited is not None and self.empty() else None
+        self.put(msg)
 
     def done(self, event: Any) -> None:
         """The consumer has handled ``event``."""
@@ -436,10 +425,13 @@ class KernelChannel:
             inbox = self._inboxes.pop(msg_id, None)
             if inbox is None:
                 return
-            if not inbox.empty() or (inbox.relay is not None and self._holder is inbox.relay):
+            left = [inbox.in_hand] if isinstance(inbox.in_hand, dict) else []  # taken, never handled
+            inbox.in_hand = None
+            if left or not inbox.empty() or (inbox.relay is not None and self._holder is inbox.relay):
                 self._flush_holder()  # its text, and any before what it left, before the request's end shows
             while not inbox.empty():
-                event = inbox.get_nowait()
+                left.append(inbox.get_nowait())
+            for event in left:
                 if isinstance(event, dict):
                     self._unsolicited(event)
             if inbox not in self._inboxes.values():  # no other id of the request still routes to it

@@ -61,6 +61,9 @@ class OutputSink(Protocol):
 #: put in an inbox to stop the input pump; whoever reads the inbox after it skips it
 _STOP_PUMP = object()
 
+#: seconds a wait for the next remote message lets a Ctrl-C wait (see KernelSession._next)
+TAKE_SLICE = 0.05
+
 
 class _InputPump(threading.Thread):
     """Shows a request's output while the main thread waits for the user's answer.
@@ -521,7 +524,6 @@ class KernelSession:
                 try:
                     self._step(run, inbox, sink)
                 except KeyboardInterrupt:
-                    _reclaim(run, inbox)
                     if run.interrupted_at is not None:
                         raise StopWaiting(
                             "Stopped waiting for the remote cell after a second interrupt; it may still be running "
@@ -541,6 +543,8 @@ class KernelSession:
         assert reply is not None
         if run.timed_out:
             reply["timed_out"] = True
+        if run.interrupted_at is not None:
+            reply["interrupted"] = True  # a helper's call (not the mirror) re-raises it once the reply is in
         return reply
 
     def _step(self, run: _Run, inbox: Inbox, sink: OutputSink | None) -> None:
@@ -550,33 +554,37 @@ class KernelSession:
         (which would lose it): during handling it is held and raised after —
         except while the user answers ``input()``, which Ctrl-C must cancel.
         """
-        event = None
-        try:  # taken inside: a Ctrl-C right after the take must not skip done() (the reader waits for it)
-            event = run.held.popleft() if run.held else self._next(inbox, run.give_up_after())
+        event = self._next(inbox, run.give_up_after(), held=run.held, keep=True)
+        try:
             run.heard = max(run.heard, inbox.heard)  # output the reader relayed counts as heard
             if isinstance(event, dict) and event.get("channel") == "stdin":
+                inbox.in_hand = None  # given to the user: a Ctrl-C from here on cancels the prompt
                 self._handle(run, inbox, sink, event)
                 return
             with interrupts_held():
                 self._handle(run, inbox, sink, event)
+                inbox.in_hand = None
         finally:
-            inbox.done(event)
+            if inbox.in_hand is None:  # handled (else the next step takes it again)
+                inbox.done(event)
 
     def _catch_up_step(self, run: _Run, inbox: Inbox, sink: OutputSink, barrier_id: str, deadline: float) -> bool:
         """Take one message during :meth:`_catch_up`; whether the output barrier is in."""
-        event = None
-        try:  # taken inside, as in _step
-            event = self._next(inbox, tick=max(0.01, deadline - time.monotonic()))
-            if isinstance(event, dict) and wire.parent_id(event) == barrier_id:
-                return event["channel"] == "iopub" and wire.msg_type(event) == "status"
-            if isinstance(event, dict) and event["channel"] != "iopub":
-                run.held.append(event)  # not output: the main loop takes it after the prompt
-            elif event is not None:
-                with interrupts_held():
+        event = self._next(inbox, tick=max(0.01, deadline - time.monotonic()), keep=True)
+        try:
+            with interrupts_held():
+                if isinstance(event, dict) and wire.parent_id(event) == barrier_id:
+                    inbox.in_hand = None
+                    return event["channel"] == "iopub" and wire.msg_type(event) == "status"
+                if isinstance(event, dict) and event["channel"] != "iopub":
+                    run.held.append(event)  # not output: the main loop takes it after the prompt
+                elif event is not None:
                     self._handle(run, inbox, sink, event)
+                inbox.in_hand = None
             return False
         finally:
-            inbox.done(event)
+            if inbox.in_hand is None:
+                inbox.done(event)
 
     def _handle(self, run: _Run, inbox: Inbox, sink: OutputSink | None, event: wire.Message | Reconnected | None) -> None:
         now = time.monotonic()
@@ -655,15 +663,31 @@ class KernelSession:
         if self.channel.state == "closed":
             raise ConnectionLost("This remote session was closed; connect again with %binder_on.")
 
-    def _next(self, inbox: Inbox, quiet_since: float | None = None, tick: float | None = None) -> wire.Message | Reconnected | None:
-        """The next message, or None after a quiet tick; raise what ended the stream.
+    def _next(self, inbox: Inbox, quiet_since: float | None = None, tick: float | None = None,
+              held: deque[Any] | None = None, keep: bool = False) -> wire.Message | Reconnected | None:
+        """The next message (first from ``held``), or None after a quiet tick; raise what ended the stream.
 
-        ``quiet_since`` (set once interrupted) starts the ``interrupt_grace``
-        after which a silent kernel is given up on.
+        The message moves into ``inbox.in_hand`` as one step a Ctrl-C cannot split (it
+        waits in slices, taken at most :data:`TAKE_SLICE` late): the C call that gives a
+        message up is followed by an interrupt check, and a message held only in a local
+        variable there would be lost. With ``keep`` it stays in hand until the caller has
+        handled it (and clears ``in_hand``). ``quiet_since`` (set once interrupted) starts
+        the ``interrupt_grace`` after which a silent kernel is given up on.
         """
-        try:
-            event = inbox.get(timeout=tick or self.wait_tick)
-        except queue.Empty:
+        deadline = time.monotonic() + (tick or self.wait_tick)
+        while inbox.in_hand is None:
+            with interrupts_held():
+                if held:
+                    inbox.in_hand = held.popleft()
+                    break
+                try:
+                    inbox.in_hand = inbox.get(timeout=max(0.0, min(TAKE_SLICE, deadline - time.monotonic())))
+                except queue.Empty:
+                    if time.monotonic() < deadline:
+                        continue
+                    break
+        event = inbox.in_hand
+        if event is None:
             self.channel.check_alive()
             if quiet_since is not None and time.monotonic() - quiet_since > self.interrupt_grace:
                 raise StopWaiting(
@@ -671,6 +695,8 @@ class KernelSession:
                     "stopped waiting, so use %binder_restart if it stays busy."
                 ) from None
             return None
+        if not keep or isinstance(event, BinderAutorunError) or event is _STOP_PUMP:
+            inbox.in_hand = None
         if isinstance(event, BinderAutorunError):
             raise event
         if event is _STOP_PUMP:
@@ -754,13 +780,6 @@ def _prompt_over(sink: OutputSink | None) -> None:
     over = getattr(getattr(sink, "relay", None), "prompt_over", None)
     if over is not None:
         over()
-
-
-def _reclaim(run: _Run, inbox: Inbox) -> None:
-    """Put back a barrier message an interrupt took from the inbox before it was handled."""
-    lost = inbox.reclaim()
-    if lost is not None and (not run.held or run.held[0] is not lost):
-        run.held.appendleft(lost)
 
 
 def is_ipykernel(spec: dict[str, Any]) -> bool:

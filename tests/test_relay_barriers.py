@@ -2,12 +2,16 @@
 waits behind: an interrupt must never lose it and leave the reader waiting.
 
 Real parts: a real jupyter_server and ipykernel, a real KernelSession and channel. The one
-hook is where a Ctrl-C lands: a queue whose ``get`` raises KeyboardInterrupt once, just
-after it gave up an execute_result, exactly as a SIGINT handler run after the call does.
+hook is where a Ctrl-C lands: a queue whose ``get`` raises SIGINT once, just after it gave
+up an execute_result (the interrupt check right after that C call runs the handler).
 """
 
 from __future__ import annotations
 
+import _thread
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,7 +74,7 @@ class _InterruptedAfterTake(Inbox):
         event = super().get(block, timeout)
         if isinstance(event, dict) and wire.msg_type(event) == "execute_result" and not getattr(self, "fired", False):
             self.fired = True
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
         return event
 
 
@@ -96,3 +100,22 @@ def test_a_ctrl_c_just_after_the_result_was_taken_loses_neither_it_nor_the_reade
     assert sink.relay.shown == ["before\n"]
     monkeypatch.undo()
     assert session.execute("print('next')", _Sink())["status"] == "ok", "the reader went on"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("delay", [0.05, 0.15])
+def test_a_ctrl_c_while_a_helper_call_waits_loses_not_its_reply(session: KernelSession, delay: float) -> None:
+    """No relay, no barrier: the reply itself. ``interrupt_main`` is seen once the main thread's
+    wait returns, i.e. just after the queue gave a message up — where the reply was lost and the
+    session then waited for it until the interrupt grace ran out."""
+    session.execute("import time", None)
+    timer = threading.Timer(delay, _thread.interrupt_main)
+    began = time.monotonic()
+    timer.start()
+    try:
+        reply = session.execute("", None, silent=True, store_history=False, user_expressions={"r": "time.sleep(0.3) or 'x'"})
+    finally:
+        timer.join()
+    assert reply["status"] == "ok" and reply.get("interrupted"), reply
+    assert reply["user_expressions"]["r"].get("ename") in (None, "KeyboardInterrupt"), reply
+    assert time.monotonic() - began < 2.0

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from binder_autorun.session import KernelSession
-from binder_autorun.transfer import PARTIAL, ContentsTransport, Transfer, TransferError, Transport, open_transport
+from binder_autorun.transfer import PARTIAL, ContentsTransport, KernelTransport, Transfer, TransferError, Transport, open_transport
 
 from .test_transfer import work  # noqa: F401  (a remote kernel in a fresh folder of the server's root)
 
@@ -151,3 +151,99 @@ def test_interrupt_among_many_leaves_no_partial_file(work: tuple[KernelSession, 
     assert sorted(p.name for p in (remote / "stop").iterdir()) == landed  # no worker went on after the interrupt
     for name in landed:  # whatever arrived is whole
         assert (remote / "stop" / name).read_bytes() == (local / "stop" / name).read_bytes()
+
+
+class KernelCalls:
+    """Counts the executes a kernel transport's helper makes, by helper function."""
+
+    def __init__(self, transport: KernelTransport) -> None:
+        self.calls: Counter[str] = Counter()
+        original = transport.helper.call_through
+
+        def call_through(function: str, *args: Any) -> Any:
+            self.calls[function] += 1
+            return original(function, *args)
+
+        transport.helper.call_through = call_through  # type: ignore[method-assign]
+
+
+def kernel(session: KernelSession) -> KernelTransport:
+    transport = open_transport(session, "kernel")
+    assert isinstance(transport, KernelTransport)
+    transport.chunk = transport.batch_bytes = CHUNK
+    return transport
+
+
+def test_small_files_over_the_kernel_channel_travel_many_to_an_execute(work: tuple[KernelSession, Path], tmp_path: Path) -> None:
+    """A gateway has no contents API; a far one makes every execute a round trip, so small files
+    must not cost one (or three) each."""
+    session, remote = work
+    local = tmp_path / "local"
+    made = make_tree(local / "ktree")
+    transport = kernel(session)
+    counted = KernelCalls(transport)
+    pushed = Transfer(transport, local, quiet=True).push(["ktree"])
+    assert (pushed.files, pushed.skipped) == (FILES + 3, 0)
+    assert shas(remote / "ktree") == made
+    small_bytes = sum((local / "ktree" / rel).stat().st_size for rel in made if not rel.startswith("big/"))
+    assert counted.calls["put_many"] <= small_bytes // CHUNK + 2, counted.calls
+    assert counted.calls["open_tmp"] == 2  # only the two chunked files go one by one
+    # 16 folders looked up and made, the two chunked files in 10; it was three executes a file
+    assert sum(counted.calls.values()) < 40, counted.calls
+
+    counted.calls.clear()
+    again = Transfer(transport, local, quiet=True).push(["ktree"])
+    assert (again.files, again.skipped) == (0, FILES + 3)
+    assert counted.calls["digests"] == 1 and counted.calls["put_many"] == 0, counted.calls
+
+    counted.calls.clear()
+    back = tmp_path / "back"
+    pulled = Transfer(transport, back, quiet=True).pull(["ktree"])
+    assert pulled.files == FILES + 3 and shas(back / "ktree") == made
+    assert counted.calls["read_many"] <= small_bytes // CHUNK + 2, counted.calls
+    assert sum(counted.calls.values()) < 40, counted.calls
+    assert not [p for p in (remote / "ktree").rglob("*") if PARTIAL in p.name]
+    assert not [p for p in back.rglob("*") if PARTIAL in p.name]
+
+
+def test_a_failure_inside_a_kernel_batch_names_the_file_and_keeps_what_landed(work: tuple[KernelSession, Path]) -> None:
+    session, remote = work
+    transport = kernel(session)
+    (remote / "kfail").mkdir()
+    (remote / "kfail/taken").mkdir()  # a folder where a file should go
+    landed, stopped = transport.put_many([("kfail/a.txt", b"first"), ("kfail/taken", b"second"), ("kfail/c.txt", b"third")])
+    assert landed == 1 and isinstance(stopped, TransferError)
+    assert str(stopped) == "Failed uploading 'kfail/taken': a remote folder has that name."
+    assert sorted(p.name for p in (remote / "kfail").iterdir()) == ["a.txt", "taken"]  # no partial file, c.txt not tried
+    assert (remote / "kfail/a.txt").read_bytes() == b"first"
+
+    blobs, stopped = transport.get_many(["kfail/a.txt", "kfail/gone.txt", "kfail/a.txt"])
+    assert blobs == [b"first"] and isinstance(stopped, TransferError)
+    assert str(stopped) == "Failed downloading 'kfail/gone.txt': no such file or folder in the remote kernel's folder."
+
+
+def test_an_interrupt_among_kernel_batches_counts_what_landed_and_leaves_no_partial_file(
+        work: tuple[KernelSession, Path], tmp_path: Path) -> None:
+    session, remote = work
+    local = tmp_path / "local"
+    for index in range(400):
+        _write(local / "kstop" / f"f{index:03d}.txt", os.urandom(2000))
+    transport = kernel(session)
+    original = transport.put_many
+    batches = []
+
+    def put_many(files: list[tuple[str, bytes]]) -> Any:
+        batches.append(len(files))
+        if len(batches) == 3:  # a Ctrl-C while the third batch is being written remotely
+            threading.Timer(0.02, _thread.interrupt_main).start()
+        return original(files)
+
+    transport.put_many = put_many  # type: ignore[method-assign]
+    with pytest.raises(TransferError) as stopped:
+        Transfer(transport, local, quiet=True).push(["kstop"])
+    landed = sorted(p.name for p in (remote / "kstop").iterdir())
+    assert str(stopped.value) == f"Interrupted after {len(landed)} file(s); no partial file was left under a final name."
+    assert 2 * batches[0] <= len(landed) < 400 and len(batches) == 3  # the batch in flight ended, no other began
+    assert not [name for name in landed if PARTIAL in name]
+    for name in landed:  # whatever arrived is whole
+        assert (remote / "kstop" / name).read_bytes() == (local / "kstop" / name).read_bytes()
