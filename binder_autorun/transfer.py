@@ -10,7 +10,8 @@ One transport interface (:class:`Transport`), two implementations:
   language. jupyter_server refuses hidden files (a name starting with ``.``)
   on both; those go over the kernel channel when the kernel is Python.
 - :class:`KernelTransport`: base64 chunks through silent executes of a Python
-  kernel (kernel gateways have no contents API).
+  kernel (kernel gateways have no contents API); small files travel together,
+  many in one execute.
 
 :class:`Transfer` does the rest, the same for both: files, folders, globs,
 the relative layout, skipping unchanged files (size, then sha256), progress and
@@ -36,7 +37,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -230,8 +231,21 @@ class Transport(ABC):
         return {path: self.digest(path) for path in paths}
 
     def beside(self, path: str) -> bool:
-        """Whether the file ``path`` (within one chunk) may move beside others, over :meth:`twin`s."""
+        """Whether the file ``path`` (within one chunk) may move with others: over :meth:`twin`s
+        side by side, or in one request where the transport batches."""
         return False
+
+    #: bytes of small files one request carries together (0: one request per file)
+    batch_bytes = 0
+
+    def put_many(self, files: list[tuple[str, bytes]]) -> tuple[int, BaseException | None]:
+        """Write small files in one request, each aside and then renamed: how many landed, and
+        what stopped the rest (a failure or an interrupt) to raise once they are counted."""
+        raise NotImplementedError
+
+    def get_many(self, paths: list[str]) -> tuple[list[bytes], BaseException | None]:
+        """Read small files in one request: their bytes in order, and what stopped the rest."""
+        raise NotImplementedError
 
     def twin(self) -> Transport:
         """The same transport over a connection of its own (a thread's)."""
@@ -548,6 +562,32 @@ def commit(t, p):
     if _os.path.isdir(p): raise IsADirectoryError(p)
     _os.replace(t, p)
     return "ok"
+def _failed(e):
+    return [type(e).__name__, str(e)]
+def put_many(files):
+    done = 0
+    for p, data in files:
+        t = None
+        try:
+            if _os.path.isdir(p): raise IsADirectoryError(p)
+            t = open_tmp(p)
+            with open(t, "wb") as f:
+                f.write(_b64.b64decode(data))
+            _os.replace(t, p)
+        except BaseException as e:  # an interrupt too: what landed is counted
+            if t is not None: abort(t)
+            return _json.dumps({"done": done, "error": _failed(e)})
+        done += 1
+    return _json.dumps({"done": done, "error": None})
+def read_many(ps):
+    out = []
+    for p in ps:
+        try:
+            with open(p, "rb") as f:
+                out.append(_b64.b64encode(f.read()).decode("ascii"))
+        except BaseException as e:
+            return _json.dumps({"files": out, "error": _failed(e)})
+    return _json.dumps({"files": out, "error": None})
 def abort(t):
     try: _os.remove(t)
     except OSError: pass
@@ -584,7 +624,7 @@ def scan_stop(key):
     tree = _trees.pop(key, None)
     if tree is not None: tree.close()
     return "ok"
-for _f in (stat, listdir, digest, digests, read, makedirs, open_tmp, append, commit, abort, cwd_under, scan_changes, scan_stop):
+for _f in (stat, listdir, digest, digests, read, makedirs, open_tmp, append, commit, put_many, read_many, abort, cwd_under, scan_changes, scan_stop):
     setattr(_m, _f.__name__, _f)
 _m.VERSION = globals().get("VERSION")
 _sys.modules["_binder_autorun_xfer"] = _m
@@ -622,7 +662,15 @@ class KernelHelper:
             raise TransferError(f"This needs a Python remote kernel (the transfer helper is Python); this one runs {language}.")
 
     def call(self, function: str, *args: Any, what: str = "") -> Any:
-        """Call ``function(*args)`` remotely; return its str result."""
+        """Call ``function(*args)`` remotely; return its str result (a Ctrl-C meanwhile is raised after it)."""
+        result, interrupted = self.call_through(function, *args)
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    def call_through(self, function: str, *args: Any) -> tuple[Any, bool]:
+        """Call ``function(*args)`` remotely: its str result, and whether a Ctrl-C came meanwhile
+        (the remote kernel was interrupted, and the call may have ended early or whole)."""
         expression = f"__import__('sys').modules[{self.module!r}].{function}({', '.join(repr(a) for a in args)})"
         if not self._installed:
             self.check_python()
@@ -639,7 +687,7 @@ class KernelHelper:
             if result is None:
                 raise TransferError("Could not install the transfer helper in the remote kernel.")
         self._installed = True
-        return result
+        return result, bool(reply.get("interrupted"))
 
     def _check(self, reply: dict[str, Any], key: str) -> Any:
         if reply.get("status") != "ok":
@@ -657,7 +705,9 @@ class KernelTransport(Transport):
     """Files through the websocket of a Python kernel (base64 chunks in silent executes).
 
     Paths are relative to the kernel's working directory. It sees what the
-    contents API cannot: hidden files and symlinks.
+    contents API cannot: hidden files and symlinks. One kernel serves one request at
+    a time, so small files do not move side by side but together: up to a chunk's
+    worth in one execute (a round trip each would dominate on a far gateway).
     """
 
     name = "kernel channel"
@@ -665,6 +715,7 @@ class KernelTransport(Transport):
     def __init__(self, session: Any, chunk: int = KERNEL_CHUNK) -> None:
         self.helper = KernelHelper(session)
         self.chunk = chunk
+        self.batch_bytes = chunk
 
     def _call(self, function: str, *args: Any, what: str) -> str:
         try:
@@ -714,9 +765,38 @@ class KernelTransport(Transport):
     def writer(self, path: str, size: int) -> RemoteWriter:
         return _KernelWriter(self, path)
 
+    def beside(self, path: str) -> bool:
+        return True
+
+    def put_many(self, files: list[tuple[str, bytes]]) -> tuple[int, BaseException | None]:
+        encoded = [(path, base64.b64encode(data).decode("ascii")) for path, data in files]
+        result, interrupted = self._call_through("put_many", encoded, what=f"uploading {len(files)} files")
+        return result["done"], _stopped(result, interrupted, f"uploading {files[result['done']][0]!r}" if result["error"] else "")
+
+    def get_many(self, paths: list[str]) -> tuple[list[bytes], BaseException | None]:
+        result, interrupted = self._call_through("read_many", paths, what=f"downloading {len(paths)} files")
+        blobs = [base64.b64decode(text) for text in result["files"]]
+        return blobs, _stopped(result, interrupted, f"downloading {paths[len(blobs)]!r}" if result["error"] else "")
+
+    def _call_through(self, function: str, *args: Any, what: str) -> tuple[dict[str, Any], bool]:
+        try:
+            result, interrupted = self.helper.call_through(function, *args)
+        except KernelCallError as exc:
+            raise TransferError(_kernel_failure(exc, what)) from None
+        return json.loads(result), interrupted
+
     def makedirs(self, path: str) -> None:
         if path not in ("", "."):
             self._call("makedirs", path, what=f"creating the folder {path!r}")
+
+
+def _stopped(result: dict[str, Any], interrupted: bool, what: str) -> BaseException | None:
+    """What stopped a batch in the kernel: an interrupt (there or here), a failure, or nothing."""
+    if interrupted or (result["error"] and result["error"][0] == "KeyboardInterrupt"):
+        return KeyboardInterrupt()
+    if result["error"]:
+        return TransferError(_kernel_failure(KernelCallError(*result["error"]), what))
+    return None
 
 
 def _kernel_failure(exc: KernelCallError, what: str) -> str:
@@ -939,11 +1019,21 @@ class Transfer:
         summary.skipped += len(unchanged)
         progress.total -= sum(item.size for item in items if item.remote in unchanged)
 
+        todo = [item for item in items if item.remote not in unchanged]
+        if self.transport.batch_bytes:
+            def put(batch: list[_Item]) -> tuple[list[tuple[int, str]], BaseException | None]:
+                files = [(item.remote, _read_small(item.local)) for item in batch]
+                landed, failure = self.transport.put_many(files)
+                return [(len(data), remote) for remote, data in files[:landed]], failure
+
+            self._in_batches(todo, put, summary, progress)
+            return
+
         def upload(transport: Transport, item: _Item) -> tuple[int, str]:
             self._upload(transport, item, _SILENT)
             return item.size, item.remote
 
-        self._in_parallel([item for item in items if item.remote not in unchanged], upload, summary, progress)
+        self._in_parallel(todo, upload, summary, progress)
 
     def _push_target(self, item: _Item) -> Entry | None:
         """The remote entry ``item`` replaces, if any (its folder is made when missing)."""
@@ -1101,7 +1191,7 @@ class Transfer:
         return sorted(found, key=lambda pair: pair[0])
 
     def _pull_one(self, item: _Item, progress: Progress, summary: Summary) -> None:
-        rel = str(item.local).replace(os.sep, "/")
+        rel = _rel(item)
         if item.size < 0:
             target = safe_local_target(self._dest, rel + "/x")
             target.parent.mkdir(exist_ok=True)
@@ -1111,7 +1201,7 @@ class Transfer:
             summary.skipped += 1
             progress.total -= item.size
             return
-        got = self._download(self.transport, item, target, progress)
+        got = self._download(self.transport.read(item.remote, item.size), item, target, progress)
         summary.files += 1
         summary.bytes += got
         summary.paths.append(rel)
@@ -1125,29 +1215,39 @@ class Transfer:
         summary.skipped += len(unchanged)
         progress.total -= sum(item.size for item in items if item.remote in unchanged)
 
-        def download(transport: Transport, item: _Item) -> tuple[int, str]:
-            return self._download(transport, item, targets[item.remote], _SILENT), str(item.local).replace(os.sep, "/")
+        todo = [item for item in items if item.remote not in unchanged]
+        if self.transport.batch_bytes:
+            def get(batch: list[_Item]) -> tuple[list[tuple[int, str]], BaseException | None]:
+                blobs, failure = self.transport.get_many([item.remote for item in batch])
+                return [(self._download([data], item, targets[item.remote], _SILENT), _rel(item))
+                        for item, data in zip(batch, blobs)], failure
 
-        self._in_parallel([item for item in items if item.remote not in unchanged], download, summary, progress)
+            self._in_batches(todo, get, summary, progress)
+            return
+
+        def download(transport: Transport, item: _Item) -> tuple[int, str]:
+            return self._download(transport.read(item.remote, item.size), item, targets[item.remote], _SILENT), _rel(item)
+
+        self._in_parallel(todo, download, summary, progress)
 
     def _pull_target(self, item: _Item) -> Path:
         """Where ``item`` lands locally (its folders made, refusing a way out of the tree)."""
-        rel = str(item.local).replace(os.sep, "/")
+        rel = _rel(item)
         target = safe_local_target(self._dest, rel)
         if target.is_dir() and not target.is_symlink():
             raise TransferError(f"Cannot pull {rel!r}: a local folder has that name.")
         return target
 
-    def _download(self, transport: Transport, item: _Item, target: Path, progress: Progress) -> int:
-        """Write the remote file aside, then rename it over ``target``; the bytes written."""
-        rel = str(item.local).replace(os.sep, "/")
+    def _download(self, blocks: Iterable[bytes], item: _Item, target: Path, progress: Progress) -> int:
+        """Write the remote file's ``blocks`` aside, then rename it over ``target``; the bytes written."""
+        rel = _rel(item)
         temp = target.parent / f".{target.name}{PARTIAL}{secrets.token_hex(4)}"
         got = 0
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
             with os.fdopen(fd, "wb") as handle:
                 done = progress.done
-                for block in transport.read(item.remote, item.size):
+                for block in blocks:
                     handle.write(block)
                     got += len(block)
                     progress.update(done + got, rel)
@@ -1169,7 +1269,8 @@ class Transfer:
         progress = Progress(verb, self.out, after=float("inf") if self.quiet else 1.0)
         progress.total = sum(max(item.size, 0) for item in items)
         try:
-            side_by_side = [item for item in items if self._beside(item)] if self.workers > 1 else []
+            together = self.workers > 1 or self.transport.batch_bytes
+            side_by_side = [item for item in items if self._beside(item)] if together else []
             if len(side_by_side) < 2:
                 side_by_side = []
             chosen = {id(item) for item in side_by_side}
@@ -1199,6 +1300,30 @@ class Transfer:
 
     def _beside(self, item: _Item) -> bool:
         return 0 <= item.size <= getattr(self.transport, "chunk", CHUNK) and self.transport.beside(item.remote)
+
+    def _in_batches(self, items: list[_Item], move: Callable[[list[_Item]], tuple[list[tuple[int, str]], BaseException | None]],
+                    summary: Summary, progress: Progress) -> None:
+        """``move(batch)`` for batches of at most ``transport.batch_bytes``, one request each; what
+        stopped a batch (a failure, an interrupt) is raised once the files it moved are counted."""
+        batches: list[list[_Item]] = []
+        size = 0
+        for item in items:
+            if not batches or size + item.size > self.transport.batch_bytes:
+                batches.append([])
+                size = 0
+            batches[-1].append(item)
+            size += item.size
+        for batch in batches:
+            moved, failure = move(batch)
+            for got, path in moved:
+                summary.files += 1
+                summary.bytes += got
+                summary.paths.append(path)
+            progress.update(summary.bytes, summary.paths[-1] if summary.paths else "")
+            if failure is not None:
+                raise failure
+        summary.paths.sort()
+        progress.done = summary.bytes
 
     def _in_parallel(self, items: list[_Item], move: Callable[[Transport, _Item], tuple[int, str]],
                      summary: Summary, progress: Progress) -> None:
@@ -1271,6 +1396,18 @@ class _Silent(Progress):
 
 
 _SILENT = _Silent()
+
+
+def _read_small(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise TransferError(f"Cannot read the local {str(path)!r}: permission denied.") from None
+
+
+def _rel(item: _Item) -> str:
+    """``item``'s local path, relative and with forward slashes (as summaries and progress show it)."""
+    return str(item.local).replace(os.sep, "/")
 
 
 def _same_content(local: Path, remote: tuple[str, str] | None) -> bool:
