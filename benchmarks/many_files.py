@@ -5,8 +5,10 @@ What ``%binder_push`` / ``%binder_pull`` / sync's first push run (``open_transpo
 50 ms RTT (``harness.CuttableProxy``), with files moving one at a time (``workers=1``, how it
 was) and side by side (the default ``transfer.WORKERS`` connections); then the same push
 again with nothing changed (the unchanged are found with one digest request, then nothing
-moves). Info rows, no target: a file is one request through the contents API, so the time is
-about files x round trip / workers; the sha256 of every copy is checked.
+moves). The same through the kernel channel (what a kernel gateway gets; one kernel answers
+one request at a time, so small files go many to an execute), with the executes counted.
+Info rows, no target: a file is one request through the contents API, so the time is about
+files x round trip / workers; the sha256 of every copy is checked.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from binder_autorun.server import JupyterServer, ServerInfo
 from binder_autorun.session import KernelSession
-from binder_autorun.transfer import WORKERS, Transfer, open_transport
+from binder_autorun.transfer import WORKERS, KernelTransport, Transfer, open_transport
 
 from harness import Context, CuttableProxy, log, now, temp_dir
 
@@ -77,8 +79,41 @@ def run(ctx: Context) -> None:
                             f"{push:6.2f} s / {again:5.2f} s / {pull:6.2f} s")
                     shutil.rmtree(back, ignore_errors=True)
                     shutil.rmtree(remote_root / sub, ignore_errors=True)
+                kernel_channel(ctx, session, link, local, made, bad)
             finally:
                 session.shutdown()
     finally:
         proxy.close()
     rep.row("many", f"sha256 of every copy == original ({FILES} files each)", "yes" if not bad else f"NO: {', '.join(bad)}")
+
+
+def kernel_channel(ctx: Context, session: KernelSession, link: str, local: Path, made: dict[str, str], bad: list[str]) -> None:
+    """Push, re-push and pull the tree through the kernel channel, counting the executes."""
+    transport = open_transport(session, "kernel")
+    assert isinstance(transport, KernelTransport)
+    executes = [0]
+    call_through = transport.helper.call_through
+
+    def counted(function: str, *args: object) -> object:
+        executes[0] += 1
+        return call_through(function, *args)
+
+    transport.helper.call_through = counted  # type: ignore[assignment,method-assign]
+    sub = f"many-kernel-{uuid.uuid4().hex[:8]}"
+    remote_root = Path(ctx.server.root_dir)
+    log(f"many_files: {link}, {FILES} files, kernel channel")
+    counts = []
+    times = []
+    back = local / f"back-kernel-{uuid.uuid4().hex[:4]}"
+    for step in (lambda: Transfer(transport, local, out=io.StringIO(), quiet=True).push(["tree"], to=sub),
+                 lambda: Transfer(transport, local, out=io.StringIO(), quiet=True).push(["tree"], to=sub),
+                 lambda: Transfer(transport, back, out=io.StringIO(), quiet=True).pull([f"{sub}/tree"])):
+        executes[0] = 0
+        times.append(timed(step))
+        counts.append(executes[0])
+    if shas(remote_root / sub / "tree") != made or shas(back / sub / "tree") != made:
+        bad.append(f"{link}/kernel channel")
+    ctx.rep.row("many", f"{link}, kernel channel: push / unchanged re-push / pull",
+                f"{times[0]:6.2f} s / {times[1]:5.2f} s / {times[2]:6.2f} s  ({counts[0]} / {counts[1]} / {counts[2]} executes)")
+    shutil.rmtree(back, ignore_errors=True)
+    shutil.rmtree(remote_root / sub, ignore_errors=True)
