@@ -45,6 +45,15 @@ def _write(path: Path, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def push_tree(transport: Transport, local: Path, remote: Path, name: str) -> dict[str, str]:
+    """Make the tree under ``local/name``, push it whole, check it arrived; its shas."""
+    made = make_tree(local / name)
+    pushed = Transfer(transport, local, quiet=True).push([name])
+    assert (pushed.files, pushed.skipped) == (FILES + 3, 0)
+    assert shas(remote / name) == made
+    return made
+
+
 def shas(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
@@ -84,12 +93,9 @@ def contents(session: KernelSession) -> ContentsTransport:
 def test_push_and_pull_many_files_side_by_side(work: tuple[KernelSession, Path], tmp_path: Path) -> None:
     session, remote = work
     local = tmp_path / "local"
-    made = make_tree(local / "tree")
     transport = contents(session)
     recorder = Recorder(transport)
-    pushed = Transfer(transport, local, quiet=True).push(["tree"])
-    assert (pushed.files, pushed.skipped) == (FILES + 3, 0)
-    assert shas(remote / "tree") == made
+    made = push_tree(transport, local, remote, "tree")
     assert recorder.calls["twin"] == 4 and len(recorder.threads) >= 2, recorder.threads  # four connections at once
     assert recorder.calls["digest"] == 0
 
@@ -180,12 +186,9 @@ def test_small_files_over_the_kernel_channel_travel_many_to_an_execute(work: tup
     must not cost one (or three) each."""
     session, remote = work
     local = tmp_path / "local"
-    made = make_tree(local / "ktree")
     transport = kernel(session)
     counted = KernelCalls(transport)
-    pushed = Transfer(transport, local, quiet=True).push(["ktree"])
-    assert (pushed.files, pushed.skipped) == (FILES + 3, 0)
-    assert shas(remote / "ktree") == made
+    made = push_tree(transport, local, remote, "ktree")
     small_bytes = sum((local / "ktree" / rel).stat().st_size for rel in made if not rel.startswith("big/"))
     assert counted.calls["put_many"] <= small_bytes // CHUNK + 2, counted.calls
     assert counted.calls["open_tmp"] == 2  # only the two chunked files go one by one
