@@ -295,12 +295,14 @@ class KernelSession:
             return
         inbox, msg_id = self._info_pending
         while True:
-            try:
-                event = inbox.get_nowait()
-            except queue.Empty:
-                return
-            if self._took_kernel_info(event, msg_id):
-                return
+            with interrupts_held():  # taken and kept in one step (see _next)
+                try:
+                    event = inbox.in_hand if inbox.in_hand is not None else inbox.get_nowait()
+                except queue.Empty:
+                    return
+                inbox.in_hand = None
+                if self._took_kernel_info(event, msg_id):
+                    return
 
     def _receive_kernel_info(self, timeout: float = 60.0) -> None:
         """Wait for the pending kernel_info_reply. A wait that ends otherwise (timeout, interrupt,
