@@ -35,6 +35,7 @@ If the server or kernel is gone, every waiting request gets a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -97,8 +98,12 @@ class _StampedWebSocket(websocket.WebSocket):
 
     websocket-client reads a frame's header, length and payload with a socket read
     each; here one read takes whatever has arrived (up to :data:`READ_AHEAD`) and the
-    frames are cut from it. ``TCP_QUICKACK`` is re-armed before each real read.
+    frames are cut from it. ``TCP_QUICKACK`` is re-armed before each real read, and
+    :attr:`before_read` runs (a big frame still arriving must not hold back what came before it).
     """
+
+    #: called before each real (blocking) socket read
+    before_read: Callable[[], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +128,8 @@ class _StampedWebSocket(websocket.WebSocket):
 
     def _read_ahead(self, bufsize: int = READ_AHEAD) -> None:
         """One real socket read (blocking) of whatever has arrived."""
+        if self.before_read is not None:
+            self.before_read()
         if _QUICKACK is not None and self.sock is not None:
             self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         self._ahead, self._at = super()._recv(max(bufsize, READ_AHEAD)), 0
@@ -335,6 +342,8 @@ class KernelChannel:
         except (OSError, websocket.WebSocketException):
             raise ConnectionLost(f"Could not open the kernel websocket at {self.server.url}; the server may be gone.") from None
         ws.settimeout(None)
+        if isinstance(ws, _StampedWebSocket):
+            ws.before_read = functools.partial(self._before_read, ws)
         self.protocol = ws.getsubprotocol()
         log.debug("kernel websocket open (protocol %s)", self.protocol or "legacy")
         return ws
@@ -553,6 +562,14 @@ class KernelChannel:
                 return
         with self._lock:
             self._flush_holder()
+
+    def _before_read(self, ws: websocket.WebSocket) -> None:
+        """The reader is about to wait for bytes, maybe in the middle of a big frame on a slow
+        link: held output came before that frame, so it waits for it no longer than it would
+        for the next frame (:meth:`_flush_idle`)."""
+        holder = self._holder
+        if holder is not None and holder.held_since() is not None:
+            self._flush_idle(ws)
 
     def _dispatch(self, msg: wire.Message) -> Inbox | None:
         """Relay, queue or hand ``msg`` to the outlet; the inbox whose consumer must handle it
