@@ -221,8 +221,9 @@ class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
             self._awaited = msg
         self.put(msg)
 
-    def done(self, event: Any) -> None:
-        """The consumer has handled ``event``."""
+    def handled(self, event: Any) -> None:
+        """The consumer is done with ``event``, the message in hand: the reader may go on past it."""
+        self.in_hand = None
         if event is not None and event is self._awaited:
             self.release()
 
@@ -343,7 +344,8 @@ class KernelChannel:
             raise ConnectionLost(f"Could not open the kernel websocket at {self.server.url}; the server may be gone.") from None
         ws.settimeout(None)
         if isinstance(ws, _StampedWebSocket):
-            ws.before_read = functools.partial(self._before_read, ws)
+            # a big frame still arriving must not hold back the output that came before it
+            ws.before_read = functools.partial(self._flush_idle, ws)
         self.protocol = ws.getsubprotocol()
         log.debug("kernel websocket open (protocol %s)", self.protocol or "legacy")
         return ws
@@ -550,26 +552,22 @@ class KernelChannel:
 
     def _flush_idle(self, ws: websocket.WebSocket | None) -> None:
         """Send what a relay holds unless more frames wait on ``ws`` or arrive within
-        :data:`JOIN_WAIT` (None: now); nothing is held longer than :data:`JOIN_MAX`."""
+        :data:`JOIN_WAIT` (None: now); nothing is held longer than :data:`JOIN_MAX`.
+
+        Runs after every frame and before every blocking read (also in the middle of a
+        big frame on a slow link): nothing held costs no lock.
+        """
         holder = self._holder
-        if holder is None:
+        since = holder.held_since() if holder is not None else None
+        if since is None:
             return
-        since = holder.held_since()
-        if ws is not None and since is not None:
+        if ws is not None:
             # a reader that stays behind (frames always waiting) still sends every JOIN_MAX
             left = since + JOIN_MAX - time.monotonic()
             if left > 0 and _frames_waiting(ws, within=min(JOIN_WAIT, left)):
                 return
         with self._lock:
             self._flush_holder()
-
-    def _before_read(self, ws: websocket.WebSocket) -> None:
-        """The reader is about to wait for bytes, maybe in the middle of a big frame on a slow
-        link: held output came before that frame, so it waits for it no longer than it would
-        for the next frame (:meth:`_flush_idle`)."""
-        holder = self._holder
-        if holder is not None and holder.held_since() is not None:
-            self._flush_idle(ws)
 
     def _dispatch(self, msg: wire.Message) -> Inbox | None:
         """Relay, queue or hand ``msg`` to the outlet; the inbox whose consumer must handle it

@@ -557,36 +557,28 @@ class KernelSession:
         except while the user answers ``input()``, which Ctrl-C must cancel.
         """
         event = self._next(inbox, run.give_up_after(), held=run.held, keep=True)
-        try:
-            run.heard = max(run.heard, inbox.heard)  # output the reader relayed counts as heard
-            if isinstance(event, dict) and event.get("channel") == "stdin":
-                inbox.in_hand = None  # given to the user: a Ctrl-C from here on cancels the prompt
-                self._handle(run, inbox, sink, event)
-                return
-            with interrupts_held():
-                self._handle(run, inbox, sink, event)
-                inbox.in_hand = None
-        finally:
-            if inbox.in_hand is None:  # handled (else the next step takes it again)
-                inbox.done(event)
+        run.heard = max(run.heard, inbox.heard)  # output the reader relayed counts as heard
+        if isinstance(event, dict) and event.get("channel") == "stdin":
+            inbox.handled(event)  # given to the user: a Ctrl-C from here on cancels the prompt
+            self._handle(run, inbox, sink, event)
+            return
+        with interrupts_held():  # until handled it stays in hand: the next step takes it again
+            self._handle(run, inbox, sink, event)
+            inbox.handled(event)
 
     def _catch_up_step(self, run: _Run, inbox: Inbox, sink: OutputSink, barrier_id: str, deadline: float) -> bool:
         """Take one message during :meth:`_catch_up`; whether the output barrier is in."""
         event = self._next(inbox, tick=max(0.01, deadline - time.monotonic()), keep=True)
-        try:
-            with interrupts_held():
-                if isinstance(event, dict) and wire.parent_id(event) == barrier_id:
-                    inbox.in_hand = None
-                    return event["channel"] == "iopub" and wire.msg_type(event) == "status"
-                if isinstance(event, dict) and event["channel"] != "iopub":
-                    run.held.append(event)  # not output: the main loop takes it after the prompt
-                elif event is not None:
-                    self._handle(run, inbox, sink, event)
-                inbox.in_hand = None
-            return False
-        finally:
-            if inbox.in_hand is None:
-                inbox.done(event)
+        with interrupts_held():
+            if isinstance(event, dict) and wire.parent_id(event) == barrier_id:
+                inbox.handled(event)
+                return event["channel"] == "iopub" and wire.msg_type(event) == "status"
+            if isinstance(event, dict) and event["channel"] != "iopub":
+                run.held.append(event)  # not output: the main loop takes it after the prompt
+            elif event is not None:
+                self._handle(run, inbox, sink, event)
+            inbox.handled(event)
+        return False
 
     def _handle(self, run: _Run, inbox: Inbox, sink: OutputSink | None, event: wire.Message | Reconnected | None) -> None:
         now = time.monotonic()
@@ -673,7 +665,7 @@ class KernelSession:
         waits in slices, taken at most :data:`TAKE_SLICE` late): the C call that gives a
         message up is followed by an interrupt check, and a message held only in a local
         variable there would be lost. With ``keep`` it stays in hand until the caller has
-        handled it (and clears ``in_hand``). ``quiet_since`` (set once interrupted) starts
+        handled it (and calls :meth:`Inbox.handled`). ``quiet_since`` (set once interrupted) starts
         the ``interrupt_grace`` after which a silent kernel is given up on.
         """
         deadline = time.monotonic() + (tick or self.wait_tick)
