@@ -718,8 +718,14 @@ class KernelTransport(Transport):
         self.batch_bytes = chunk
 
     def _call(self, function: str, *args: Any, what: str) -> str:
+        result, interrupted = self._call_through(function, *args, what=what)
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    def _call_through(self, function: str, *args: Any, what: str) -> tuple[str, bool]:
         try:
-            return self.helper.call(function, *args, what=what)
+            return self.helper.call_through(function, *args)
         except KernelCallError as exc:
             raise TransferError(_kernel_failure(exc, what)) from None
 
@@ -770,20 +776,16 @@ class KernelTransport(Transport):
 
     def put_many(self, files: list[tuple[str, bytes]]) -> tuple[int, BaseException | None]:
         encoded = [(path, base64.b64encode(data).decode("ascii")) for path, data in files]
-        result, interrupted = self._call_through("put_many", encoded, what=f"uploading {len(files)} files")
+        answer, interrupted = self._call_through("put_many", encoded, what=f"uploading {len(files)} files")
+        result = json.loads(answer)
         return result["done"], _stopped(result, interrupted, f"uploading {files[result['done']][0]!r}" if result["error"] else "")
 
     def get_many(self, paths: list[str]) -> tuple[list[bytes], BaseException | None]:
-        result, interrupted = self._call_through("read_many", paths, what=f"downloading {len(paths)} files")
+        answer, interrupted = self._call_through("read_many", paths, what=f"downloading {len(paths)} files")
+        result = json.loads(answer)
         blobs = [base64.b64decode(text) for text in result["files"]]
         return blobs, _stopped(result, interrupted, f"downloading {paths[len(blobs)]!r}" if result["error"] else "")
 
-    def _call_through(self, function: str, *args: Any, what: str) -> tuple[dict[str, Any], bool]:
-        try:
-            result, interrupted = self.helper.call_through(function, *args)
-        except KernelCallError as exc:
-            raise TransferError(_kernel_failure(exc, what)) from None
-        return json.loads(result), interrupted
 
     def makedirs(self, path: str) -> None:
         if path not in ("", "."):
