@@ -245,13 +245,18 @@ def test_an_interrupt_among_kernel_batches_counts_what_landed_and_leaves_no_part
     transport.put_many = put_many  # type: ignore[method-assign]
     with pytest.raises(TransferError) as stopped:
         Transfer(transport, local, quiet=True).push(["kstop"])
-    landed = sorted(p.name for p in (remote / "kstop").iterdir())
+    # a Ctrl-C seen just as a batch's request left (a loaded machine) stops the transfer without
+    # interrupting that batch: it lands whole, unwatched; let it settle before looking
+    landed: list[str] = []
+    while landed != (now := sorted(p.name for p in (remote / "kstop").iterdir())):
+        landed = now
+        time.sleep(0.5)
     said = re.fullmatch(r"Interrupted after (\d+) file\(s\); no partial file was left under a final name\.", str(stopped.value))
     assert said, stopped.value
-    # the batch in flight is counted when its reply says how far it got; a Ctrl-C landing in the
-    # instant after that reply came in (on a loaded machine) stops before it is counted
-    assert int(said.group(1)) in (len(landed), len(landed) - batches[2]), (said.group(1), len(landed))
-    assert 2 * batches[0] <= len(landed) <= sum(batches) and len(batches) == 3  # no batch began after it
+    # the batch in flight is counted when its reply says how far it got; a Ctrl-C landing just
+    # before it was counted, or as it left, says one batch fewer than landed
+    assert int(said.group(1)) in (len(landed), len(landed) - batches[-1]), (said.group(1), len(landed), batches)
+    assert 2 * batches[0] <= len(landed) <= sum(batches) < 400 and len(batches) in (3, 4), batches  # it stopped there
     assert not [name for name in landed if PARTIAL in name]
     for name in landed:  # whatever arrived is whole
         assert (remote / "kstop" / name).read_bytes() == (local / "kstop" / name).read_bytes()
