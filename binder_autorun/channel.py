@@ -25,7 +25,8 @@ holds across requests. What it does not take goes to the consumer's thread; if
 handling it shows something, the reader waits until that is done (a barrier)
 before it goes on. A relay may join consecutive stream text while more frames
 are already waiting on the socket; it is flushed before anything else leaves
-and as soon as the socket is idle, so text is never held back.
+and as soon as the socket is idle, so text is never held back. While output
+keeps coming, the reader lets frames gather a few milliseconds between reads.
 
 When the socket drops, the reader reconnects with the same ``session_id``; the
 server replays what it buffered meanwhile, so a running cell loses nothing.
@@ -65,13 +66,13 @@ READ_AHEAD = 65536
 JOIN_WAIT = 0.002
 #: ... but is sent at most this long after it arrived (ipykernel itself holds up to 200 ms)
 JOIN_MAX = 0.02
+#: in a burst (held text older than JOIN_WAIT), the reader sleeps this long before the next read,
+#: so the frames arriving meanwhile cost one wake-up and one read, not one each
+GATHER = 0.005
 
 
-def _frames_waiting(ws: websocket.WebSocket, within: float = 0.0) -> bool:
-    """Whether more of the stream has arrived, or arrives ``within`` seconds (waits that long at most)."""
-    if getattr(ws, "buffered", 0):
-        return True
-    sock = ws.sock
+def _socket_readable(sock: Any, within: float) -> bool:
+    """Whether ``sock`` has bytes to read, or gets some ``within`` seconds (waits that long at most)."""
     if sock is None:
         return False
     pending = getattr(sock, "pending", None)  # TLS: decrypted bytes a select() cannot see
@@ -110,6 +111,8 @@ class _StampedWebSocket(websocket.WebSocket):
         self.received_at = time.monotonic()
         self._ahead = b""
         self._at = 0
+        #: the socket was seen readable since the last read: the next read will not block
+        self._readable = False
 
     @property
     def buffered(self) -> int:
@@ -126,10 +129,19 @@ class _StampedWebSocket(websocket.WebSocket):
         self._at += len(chunk)
         return chunk
 
+    def frames_waiting(self, within: float = 0.0) -> bool:
+        """Whether more of the stream has arrived, or arrives ``within`` seconds (waits that long at most)."""
+        if self._at < len(self._ahead):
+            return True
+        if not self._readable:
+            self._readable = _socket_readable(self.sock, within)
+        return self._readable
+
     def _read_ahead(self, bufsize: int = READ_AHEAD) -> None:
-        """One real socket read (blocking) of whatever has arrived."""
-        if self.before_read is not None:
-            self.before_read()
+        """One real socket read of whatever has arrived (blocking unless seen readable)."""
+        if self.before_read is not None and not self._readable:
+            self.before_read()  # one select per frame, not two: after frames_waiting said yes, this read returns at once
+        self._readable = False
         if _QUICKACK is not None and self.sock is not None:
             self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         self._ahead, self._at = super()._recv(max(bufsize, READ_AHEAD)), 0
@@ -280,7 +292,7 @@ class KernelChannel:
         self._offer_v1 = True
         self.reconnects = 0
         self.last_activity = time.monotonic()
-        self._ws: websocket.WebSocket | None = None
+        self._ws: _StampedWebSocket | None = None
         self._inboxes: dict[str, Inbox] = {}
         #: the relay that took the last message (it may hold text for joining)
         self._holder: Relay | None = None
@@ -322,7 +334,7 @@ class KernelChannel:
         self._reader = threading.Thread(target=self._read_forever, name="binder-autorun-reader", daemon=True)
         self._reader.start()
 
-    def _open(self, timeout: float) -> websocket.WebSocket:
+    def _open(self, timeout: float) -> _StampedWebSocket:
         try:
             ws = self._handshake(timeout)
         except websocket.WebSocketBadStatusException as exc:
@@ -342,10 +354,10 @@ class KernelChannel:
             ) from None
         except (OSError, websocket.WebSocketException):
             raise ConnectionLost(f"Could not open the kernel websocket at {self.server.url}; the server may be gone.") from None
+        assert isinstance(ws, _StampedWebSocket)  # _handshake's class_
         ws.settimeout(None)
-        if isinstance(ws, _StampedWebSocket):
-            # a big frame still arriving must not hold back the output that came before it
-            ws.before_read = functools.partial(self._flush_idle, ws)
+        # a big frame still arriving must not hold back the output that came before it
+        ws.before_read = functools.partial(self._flush_idle, ws)
         self.protocol = ws.getsubprotocol()
         log.debug("kernel websocket open (protocol %s)", self.protocol or "legacy")
         return ws
@@ -550,22 +562,31 @@ class KernelChannel:
         if barrier is not None:
             barrier.wait_turn(lambda: not self._closed)
 
-    def _flush_idle(self, ws: websocket.WebSocket | None) -> None:
+    def _flush_idle(self, ws: _StampedWebSocket | None) -> None:
         """Send what a relay holds unless more frames wait on ``ws`` or arrive within
         :data:`JOIN_WAIT` (None: now); nothing is held longer than :data:`JOIN_MAX`.
 
-        Runs after every frame and before every blocking read (also in the middle of a
-        big frame on a slow link): nothing held costs no lock.
+        In a burst (held output older than :data:`JOIN_WAIT`) it first sleeps :data:`GATHER`:
+        waking and reading once per frame cost the reader more than decoding the frame, and
+        the whole machine a context switch each. Runs after every frame and before every
+        blocking read (also in the middle of a big frame on a slow link): nothing held costs
+        no lock.
         """
         holder = self._holder
         since = holder.held_since() if holder is not None else None
         if since is None:
             return
         if ws is not None:
+            now = time.monotonic()
             # a reader that stays behind (frames always waiting) still sends every JOIN_MAX
-            left = since + JOIN_MAX - time.monotonic()
-            if left > 0 and _frames_waiting(ws, within=min(JOIN_WAIT, left)):
-                return
+            left = since + JOIN_MAX - now
+            if left > 0:
+                wait = min(JOIN_WAIT, left)
+                if now - since >= JOIN_WAIT and not ws.frames_waiting():
+                    time.sleep(min(GATHER, left))  # frames kept coming: let the next ones gather
+                    wait = 0.0
+                if ws.frames_waiting(within=wait):
+                    return
         with self._lock:
             self._flush_holder()
 

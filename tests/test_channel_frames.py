@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
 import websocket
 
-from binder_autorun.channel import JOIN_MAX, JOIN_WAIT, READ_AHEAD, KernelChannel, _StampedWebSocket
+from binder_autorun.channel import GATHER, JOIN_MAX, JOIN_WAIT, READ_AHEAD, KernelChannel, _StampedWebSocket
 from binder_autorun.server import JupyterServer, ServerInfo
 
 OP = websocket.ABNF
@@ -138,3 +140,75 @@ def test_held_output_goes_when_no_frame_follows_within_join_wait() -> None:
     channel._flush_idle(ws)
     assert holder.flushed == 1 and JOIN_WAIT * 0.9 <= time.monotonic() - began < 0.5
     server.close()
+
+
+class _CountingWebSocket(_StampedWebSocket):
+    """Counts its real socket reads."""
+
+    reads = 0
+
+    def _read_ahead(self, bufsize: int = READ_AHEAD) -> None:
+        self.reads += 1
+        super()._read_ahead(bufsize)
+
+
+class _Relaying(_Holder):
+    """Holds what the reader takes until flushed, and records how long each hold lasted."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.holds: list[float] = []
+
+    def took(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+    def flush(self) -> None:
+        assert self.since is not None
+        self.holds.append(time.monotonic() - self.since)
+        self.since = None
+
+
+def test_a_burst_of_small_frames_is_read_in_few_reads_and_never_held_past_join_max() -> None:
+    """A remote sending a small frame every millisecond (another process, as a server is):
+    the reader, holding output, lets frames gather between reads (one wake-up and read for
+    several) and still sends each hold within JOIN_MAX. (Reading each frame as it arrived
+    cost a read and a wake-up a frame.)"""
+    count = 200
+    listener = socket.create_server(("127.0.0.1", 0))
+    remote = subprocess.Popen([sys.executable, "-c", _REMOTE, str(listener.getsockname()[1]), str(count)])
+    listener.settimeout(30)
+    try:
+        client, _ = listener.accept()
+        listener.close()
+        ws = _CountingWebSocket(skip_utf8_validation=True)
+        ws.sock, ws.connected = client, True
+        channel = KernelChannel(JupyterServer(ServerInfo("http://127.0.0.1:9/", "unused")), "kernel")
+        relay = _Relaying()
+        ws.before_read = lambda: channel._flush_idle(ws)
+        got = []
+        for _ in range(count):
+            got.append(bytes(ws.recv_data(control_frame=True)[1]))
+            relay.took()
+            channel._holder = relay  # type: ignore[assignment]  # as _deliver does for a relay that took
+            channel._flush_idle(ws)
+        channel._flush_idle(None)
+    finally:
+        remote.kill()
+        remote.wait()
+    assert got == [b"%d" % i for i in range(count)]
+    assert ws.reads < count / 2, f"{ws.reads} reads for {count} frames"
+    assert relay.holds and max(relay.holds) < JOIN_MAX + GATHER + 0.05, relay.holds
+
+
+#: the remote of the burst test: connects to port argv[1], sends argv[2] small frames 1 ms apart
+_REMOTE = """
+import socket, sys, time
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for i in range(int(sys.argv[2])):
+    payload = b"%d" % i
+    sock.sendall(bytes([0x82, len(payload)]) + payload)
+    time.sleep(0.001)
+time.sleep(30)
+"""

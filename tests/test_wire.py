@@ -40,6 +40,21 @@ def test_v1_frames_the_server_writes_are_read() -> None:
     assert msg["content"] == {"text": "日本"} and [bytes(b) for b in msg["buffers"]] == [b"buf"]
 
 
+def test_messages_of_one_request_each_own_their_parent_header_and_metadata() -> None:
+    """The parent header is parsed once per request and ``{}`` metadata not at all, but a
+    consumer that changes one message's parent header or metadata changes no other."""
+    parent = {"msg_id": "p", "msg_type": "execute_request", "date": "2026-11-30T23:04:34.469694Z"}
+    frames = [serialize_msg_to_ws_v1([json.dumps(part).encode() for part in
+                                      ({"msg_type": "stream", "msg_id": str(i)}, parent, {}, {"text": str(i)})], "iopub")
+              for i in range(3)]
+    first, second, third = (wire.decode(frame, wire.V1_PROTOCOL) for frame in frames)
+    first["parent_header"]["msg_id"] = "changed"
+    first["metadata"]["changed"] = True
+    assert second["parent_header"] == parent and third["parent_header"] == parent
+    assert second["metadata"] == {} and third["metadata"] == {}
+    assert second.packed_parts() is not None  # still re-sent as it arrived
+
+
 def test_legacy_text_and_binary_messages() -> None:
     msg = wire.make_message("kernel_info_request", {}, "s")
     assert json.loads(wire.encode(msg, None))["header"] == msg["header"]
