@@ -11,6 +11,12 @@ Both frontends: a light jupyter_client one (``harness.LocalKernel``) and nbclien
 per-output work competes for the 2 cores). Target per cell and frontend: routed <= 1.5 x
 max(native, raw). Outputs are checked complete in every mode.
 
+With nbclient as the frontend, the CPU time of every process taking part is measured per
+run (nbclient, the local kernel, and for a routed cell jupyter_server and the remote
+kernels): on a machine with fewer cores than busy processes the routed cell's time is about
+their sum over the cores, so the report says what of it is the routing kernel's (ours), and
+what the cell could take at best on these cores if that part were free.
+
 The server of this measure lifts the IOPub rate limits (a default server drops messages
 above 1000 msg/s; that would measure the limiter, not the routing). While a routed cell
 runs once more, py-spy (if installed: ``pip install py-spy``, or set ``PY_SPY``) samples
@@ -21,6 +27,7 @@ lists where that time goes, per remote message. nbclient waits for every output
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -31,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import nbformat
+import psutil
 from nbclient import NotebookClient
 
 from binder_autorun.launch import LocalServer
@@ -103,6 +111,10 @@ class NbclientFrontend:
         cell.outputs = []  # keep the notebook small between repetitions
         return seconds, outputs
 
+    @property
+    def kernel_pid(self) -> int:
+        return int(self.client.km.provisioner.pid)  # type: ignore[union-attr]
+
     def stop(self) -> None:
         self._kernel.__exit__(None, None, None)
 
@@ -113,6 +125,19 @@ def nbclient_routed(url: str, token: str) -> NbclientFrontend:
     for code in ("%load_ext binder_autorun", f"%binder_on --url {url}", "pass"):
         frontend.run(code)
     return frontend
+
+
+def cpu_seconds(processes: dict[str, Callable[[], list[psutil.Process]]]) -> dict[str, float]:
+    """User + system CPU seconds so far, summed per named group of processes."""
+    out = {}
+    for name, group in processes.items():
+        total = 0.0
+        for proc in group():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        out[name] = total
+    return out
 
 
 # -- profiling the routing kernel ------------------------------------------------------------------
@@ -202,10 +227,18 @@ def run(ctx: Context) -> None:
     nb_routed: NbclientFrontend | None = None
     times: dict[tuple[str, str], list[float]] = {}
     status: dict[tuple[str, str], str] = {}
+    cpu: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
         nb_native = NbclientFrontend()
         nb_routed = nbclient_routed(url, token)
         nb_native.run("pass")
+        me, server_proc = psutil.Process(), psutil.Process(server.process.pid)  # type: ignore[union-attr]
+        native_kernel, routing_kernel = psutil.Process(nb_native.kernel_pid), psutil.Process(nb_routed.kernel_pid)
+        groups: dict[str, dict[str, Callable[[], list[psutil.Process]]]] = {
+            "nb native": {"kernel": lambda: [native_kernel], "nbclient": lambda: [me]},
+            "nb routed": {"remote kernel": lambda: server_proc.children(recursive=True), "jupyter_server": lambda: [server_proc],
+                          OURS_CPU: lambda: [routing_kernel], "nbclient": lambda: [me]},
+        }
         modes: dict[str, Callable[[str], tuple[float, list[tuple[str, dict[str, Any]]]]]] = {
             "native": lambda code: _timed(native.run(code)),
             "raw": lambda code: raw_run(url, token, kid, code),
@@ -217,7 +250,11 @@ def run(ctx: Context) -> None:
             for shape in SHAPES:
                 log(f"small messages: {shape.label} ({i + 1}/{reps})")
                 for mode, runner in modes.items():
+                    before = cpu_seconds(groups.get(mode, {}))
                     seconds, outputs = runner(shape.code)
+                    if mode in groups:
+                        after = cpu_seconds(groups[mode])
+                        cpu.setdefault((shape.key, mode), []).append({name: after[name] - before[name] for name in after})
                     times.setdefault((shape.key, mode), [])
                     if seconds == seconds:  # not NaN (a raw run that timed out)
                         times[(shape.key, mode)].append(seconds)
@@ -245,13 +282,14 @@ def run(ctx: Context) -> None:
             xs = times[(shape.key, mode)]
             rep.row("small", f"{shape.label}: {label} [n={len(xs)}]",
                     f"median {med[mode]:7.3f} s  min {min(xs, default=float('nan')):7.3f} s  {status[(shape.key, mode)]}")
-        for frontend, routed_mode, native_mode in (("light", "routed", "native"), ("nbclient", "nb routed", "nb native")):
+        for client, routed_mode, native_mode in (("light", "routed", "native"), ("nbclient", "nb routed", "nb native")):
             base = max(med[native_mode], med["raw"])
             ok = status[(shape.key, routed_mode)] == "complete"
-            rep.target(Target(f"small: {shape.key} x{shape.messages}, {frontend}: routed <= 1.5 x max(native, raw)",
+            rep.target(Target(f"small: {shape.key} x{shape.messages}, {client}: routed <= 1.5 x max(native, raw)",
                               med[routed_mode] / base if ok else float("inf"), 1.5,
                               f"routed {med[routed_mode]:.3f} s vs max(native {med[native_mode]:.3f}, raw {med['raw']:.3f}) s"
                               + ("" if ok else f"; output {status[(shape.key, routed_mode)]}")))
+        report_cpu(ctx, shape, cpu, max(med["nb native"], med["raw"]))
     if ctx.options.no_profile:
         return
     if py_spy() is None:
@@ -259,6 +297,31 @@ def run(ctx: Context) -> None:
         return
     for shape in SHAPES:
         report_profile(ctx, shape, profiles.get(shape.key))
+
+
+#: the group of processes that is ours in the CPU split
+OURS_CPU = "routing kernel (ours)"
+
+
+def report_cpu(ctx: Context, shape: Shape, cpu: dict[tuple[str, str], list[dict[str, float]]], base: float) -> None:
+    """CPU seconds per process with nbclient as the frontend (median per group), and what the
+    routed cell can take at best on this machine's cores: with and without our part."""
+    cores = os.cpu_count() or 1
+    totals = {}
+    for mode in ("nb native", "nb routed"):
+        runs = cpu.get((shape.key, mode)) or []
+        if not runs:
+            return
+        med = {name: median([run[name] for run in runs]) for name in runs[0]}
+        totals[mode] = med
+        parts = ", ".join(f"{name} {seconds:.2f}" + (f" = {seconds / shape.messages * 1e6:.0f} us a message" if name == OURS_CPU else "")
+                          for name, seconds in med.items())
+        ctx.rep.row("small", f"{shape.label}: CPU-s, {mode} [n={len(runs)}]", f"{parts}; sum {sum(med.values()):.2f}")
+    routed = totals["nb routed"]
+    whole, ours = sum(routed.values()), routed[OURS_CPU]
+    ctx.rep.row("small", f"{shape.label}: routed nbclient, at best on {cores} CPUs",
+                f"sum / CPUs = {whole / cores:.2f} s = {whole / cores / base:.2f} x max(native, raw); "
+                f"without our {ours / whole:.0%} {(whole - ours) / cores / base:.2f} x")
 
 
 def raw_run(url: str, token: str, kernel_id: str, code: str) -> tuple[float, list[tuple[str, dict[str, Any]]]]:
