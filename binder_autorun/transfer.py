@@ -569,13 +569,12 @@ def put_many(files):
     for p, data in files:
         t = None
         try:
-            if _os.path.isdir(p): raise IsADirectoryError(p)
             t = open_tmp(p)
-            with open(t, "wb") as f:
-                f.write(_b64.b64decode(data))
-            _os.replace(t, p)
+            append(t, data)
+            commit(t, p)
         except BaseException as e:  # an interrupt too: what landed is counted
-            if t is not None: abort(t)
+            if t is not None and _os.path.exists(t): abort(t)
+            elif t is not None: done += 1  # renamed into place just before the interrupt
             return _json.dumps({"done": done, "error": _failed(e)})
         done += 1
     return _json.dumps({"done": done, "error": None})
