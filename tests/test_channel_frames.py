@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import TypeVar
 
 import websocket
 
@@ -17,6 +18,7 @@ from binder_autorun.channel import GATHER, JOIN_MAX, JOIN_WAIT, READ_AHEAD, Kern
 from binder_autorun.server import JupyterServer, ServerInfo
 
 OP = websocket.ABNF
+WS = TypeVar("WS", bound=_StampedWebSocket)
 
 
 def server_frame(payload: bytes, opcode: int = OP.OPCODE_BINARY, fin: bool = True) -> bytes:
@@ -36,10 +38,14 @@ def _connected_pair() -> tuple[_StampedWebSocket, socket.socket]:
     client = socket.create_connection(listener.getsockname())
     server, _ = listener.accept()
     listener.close()
-    ws = _StampedWebSocket(skip_utf8_validation=True)
-    ws.sock = client
-    ws.connected = True
-    return ws, server
+    return _client_ws(client), server
+
+
+def _client_ws(sock: socket.socket, kind: type[WS] = _StampedWebSocket) -> WS:  # type: ignore[assignment]
+    """The reader's websocket over an open TCP connection (no handshake: frames only)."""
+    ws = kind(skip_utf8_validation=True)
+    ws.sock, ws.connected = sock, True
+    return ws
 
 
 def _read(ws: _StampedWebSocket, count: int) -> list[tuple[int, bytes]]:
@@ -105,8 +111,13 @@ class _Holder:
         self.flushed += 1
 
 
+def _channel() -> KernelChannel:
+    """A channel that never connects: its reader's steps are driven by hand."""
+    return KernelChannel(JupyterServer(ServerInfo("http://127.0.0.1:9/", "unused")), "kernel")
+
+
 def _channel_holding(since: float | None) -> tuple[KernelChannel, _Holder]:
-    channel = KernelChannel(JupyterServer(ServerInfo("http://127.0.0.1:9/", "unused")), "kernel")
+    channel = _channel()
     holder = _Holder(since)
     channel._holder = holder  # type: ignore[assignment]
     return channel, holder
@@ -181,9 +192,8 @@ def test_a_burst_of_small_frames_is_read_in_few_reads_and_never_held_past_join_m
     try:
         client, _ = listener.accept()
         listener.close()
-        ws = _CountingWebSocket(skip_utf8_validation=True)
-        ws.sock, ws.connected = client, True
-        channel = KernelChannel(JupyterServer(ServerInfo("http://127.0.0.1:9/", "unused")), "kernel")
+        ws = _client_ws(client, _CountingWebSocket)
+        channel = _channel()
         relay = _Relaying()
         ws.before_read = lambda: channel._flush_idle(ws)
         got = []
