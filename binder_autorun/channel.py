@@ -219,6 +219,9 @@ class Inbox(queue.SimpleQueue):  # type: ignore[type-arg]
         self.relay = relay
         #: when the reader last had a message for this request (relayed ones included)
         self.heard = time.monotonic()
+        #: the ids of the requests the kernel sent anything for (the server may lose a request
+        #: sent as the connection drops: one the kernel never spoke of may never have reached it)
+        self.heard_from: set[str] = set()
         #: the message the main thread took and has not handled yet: kept here, not in a local
         #: variable, so a Ctrl-C landing as the queue gives it up cannot lose it (see Session._next)
         self.in_hand: Any = None
@@ -593,7 +596,7 @@ class KernelChannel:
     def _dispatch(self, msg: wire.Message) -> Inbox | None:
         """Relay, queue or hand ``msg`` to the outlet; the inbox whose consumer must handle it
         before the reader goes on, if any."""
-        parent = wire.parent_id(msg)
+        parent = wire.parent_id(msg) or ""
         barrier = None
         with self._lock:  # held while queueing, so forget() cannot slip between lookup and put
             inbox = self._inboxes.get(parent) if parent else None
@@ -601,19 +604,20 @@ class KernelChannel:
                 self._flush_holder()
                 self._unsolicited(msg)
             else:
-                barrier = self._deliver(inbox, msg)
+                barrier = self._deliver(inbox, msg, parent)
         if wire.msg_type(msg) == "status" and not parent:
             state = (msg.get("content") or {}).get("execution_state", "")
             if state in ("restarting", "dead"):
                 self._kernel_died(state)
         return barrier
 
-    def _deliver(self, inbox: Inbox, msg: wire.Message) -> Inbox | None:
+    def _deliver(self, inbox: Inbox, msg: wire.Message, parent: str) -> Inbox | None:
         msg_id = (msg.get("header") or {}).get("msg_id", "")
         if msg_id in inbox.seen:
             return None  # replayed after a reconnect
         inbox.seen.add(msg_id)
         inbox.heard = time.monotonic()
+        inbox.heard_from.add(parent)
         relay = inbox.relay
         if relay is None:
             inbox.put(msg)

@@ -143,8 +143,14 @@ class _Run:
     idle: bool = False
     interrupted_at: float | None = None
     timed_out: bool = False
-    #: kernel_info requests sent after reconnects (queued behind our execute)
+    #: the request itself, sent again if the server lost it in a dropped connection
+    request: wire.Message | None = None
+    #: the remote count of the last stored cell when the request left (an execute that stores history)
+    count_before: int | None = None
+    #: requests sent after reconnects (queued behind ours), answered in order by ipykernel
     probes: set[str] = field(default_factory=set)
+    #: the probe asking the kernel's execution count: did our request run?
+    count_probe: str | None = None
     #: control requests whose IOPub status marks "all output before this point has arrived"
     barriers: set[str] = field(default_factory=set)
     #: messages taken from the inbox by the input pump but left for the main thread
@@ -520,7 +526,8 @@ class KernelSession:
             # out after what this thread sent before (the local busy and execute_input)
             relay.seal()
         inbox = self.channel.request(msg, Inbox(_RunRelay(msg_id, relay) if relay is not None else None))
-        run = _Run(msg_id, timeout, reply=None if expect_reply else {}, expects_reply=expect_reply)
+        run = _Run(msg_id, timeout, reply=None if expect_reply else {}, expects_reply=expect_reply, request=msg,
+                   count_before=self.execution_count if _stores_history(msg) else None)
         try:
             while not run.finished:
                 try:
@@ -591,14 +598,16 @@ class KernelSession:
                 run.probes.add(self._probe(inbox))
             return
         if event is None:
-            self._on_quiet(run, now)
+            self._on_quiet(run, inbox, now)
             return
         if isinstance(event, BinderAutorunError):
             raise event  # held by the input pump
         run.heard = now
         channel, kind, parent = event["channel"], wire.msg_type(event), wire.parent_id(event)
         if parent in run.probes:
-            if channel == "shell":
+            if channel == "shell" and parent == run.count_probe:
+                self._on_count(run, event)
+            elif channel == "shell":
                 run.probe_answered = now
         elif parent in run.barriers:
             pass
@@ -616,16 +625,13 @@ class KernelSession:
                 if inbox.empty():
                     sink.flush()  # caught up: show streamed output now, batch it while busy
 
-    def _on_quiet(self, run: _Run, now: float) -> None:
+    def _on_quiet(self, run: _Run, inbox: Inbox, now: float) -> None:
         """Nothing arrived for a tick: decide whether the cell is over or the kernel gone."""
         if run.expects_reply and run.reply is not None and now - run.heard > self.idle_grace:
             log.info("no idle status %.0f s after the reply; taking the cell as finished", self.idle_grace)
             run.idle = True
         elif run.probe_answered is not None and run.reply is None and now - run.probe_answered > self.replay_grace:
-            raise ConnectionLost(
-                "The connection dropped just as this cell finished and the server lost its result; "
-                "the cell did run remotely, so check its effects before running it again."
-            )
+            self._reply_missing(run, inbox, now)
         elif (
             now - run.heard > self.kernel_check_after
             and now - run.kernel_checked > self.kernel_check_every
@@ -640,6 +646,33 @@ class KernelSession:
                 return  # unreachable: the channel's own liveness checks decide
             if gone:
                 self.channel.declare_lost("the server no longer has the kernel (it was shut down or culled)")
+
+    def _reply_missing(self, run: _Run, inbox: Inbox, now: float) -> None:
+        """A probe sent after a reconnect was answered and our reply never came: the server lost
+        the reply, or lost the request itself (one sent as the connection dropped never reaches
+        the kernel). When the kernel never spoke of the request, its execution count tells which."""
+        if run.count_probe is None and run.count_before is not None and run.msg_id not in inbox.heard_from:
+            run.count_probe = self._probe(inbox, count=True)
+            run.probes.add(run.count_probe)
+            run.probe_answered = now  # its answer is due within replay_grace too
+            return
+        if run.msg_id in inbox.heard_from:
+            raise _result_lost()
+        raise ConnectionLost(  # a request that takes no number, or a count probe left unanswered
+            "The connection dropped as this request was sent and the server kept no trace of it, so it may or "
+            "may not have run remotely; check its effects before running it again."
+        )
+
+    def _on_count(self, run: _Run, reply: wire.Message) -> None:
+        """The count probe's answer: send our request again if the kernel never ran it."""
+        found = (reply["content"].get("user_expressions") or {}).get("n") or {}
+        text = str(found.get("data", {}).get("text/plain", "")) if reply["content"].get("status") == "ok" else ""
+        assert run.count_before is not None and run.request is not None
+        if not text.isdigit() or int(text) > run.count_before + 1:  # the next count moved on (or aborted): it ran
+            raise _result_lost()
+        log.info("the server lost this cell's request when the connection dropped; sending it again")
+        run.count_probe, run.probe_answered = None, None
+        self.channel.send(run.request)
 
     def _interrupt(self, run: _Run) -> None:
         run.interrupted_at = time.monotonic()
@@ -711,10 +744,15 @@ class KernelSession:
                    "allow_stdin": allow_stdin, "stop_on_error": stop_on_error}
         return wire.make_message("execute_request", content, self.channel.session_id, msg_id=msg_id)
 
-    def _probe(self, inbox: Inbox) -> str:
+    def _probe(self, inbox: Inbox, count: bool = False) -> str:
         """Ask kernel_info into ``inbox``: the kernel answers shell requests in order, so
-        its reply arriving before our execute_reply means that reply was lost."""
-        msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+        its reply arriving before our execute_reply means that reply was lost. With ``count``,
+        a silent execute asking the number the next stored cell will take."""
+        if count:
+            msg = self._execute_request("", silent=True, store_history=False, stop_on_error=False,
+                                        user_expressions={"n": "get_ipython().execution_count"})
+        else:
+            msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
         self.channel.request(msg, inbox)
         return str(msg["header"]["msg_id"])
 
@@ -780,3 +818,16 @@ def is_ipykernel(spec: dict[str, Any]) -> bool:
     """Whether a kernelspec runs ipykernel (``python -m ipykernel_launcher``, as its own spec does)."""
     argv = [str(arg) for arg in spec.get("argv") or []]
     return spec.get("language") == "python" and any(arg in ("ipykernel_launcher", "ipykernel") for arg in argv)
+
+
+def _stores_history(msg: wire.Message) -> bool:
+    """Whether ``msg`` is an execute that takes a number (so the kernel's count shows whether it ran)."""
+    content = msg.get("content") or {}
+    return wire.msg_type(msg) == "execute_request" and bool(content.get("store_history")) and not content.get("silent")
+
+
+def _result_lost() -> ConnectionLost:
+    return ConnectionLost(
+        "The connection dropped just as this cell finished and the server lost its result; "
+        "the cell did run remotely, so check its effects before running it again."
+    )

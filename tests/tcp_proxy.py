@@ -17,7 +17,7 @@ class TcpProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._stopped = False
-        self._frozen: set[int] = set()  # ids of pairs whose traffic is silently dropped
+        self._frozen: set[tuple[int, int]] = set()  # (source, destination) ids whose traffic is silently dropped
         self.blackhole = False  # new connections are accepted but go nowhere
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -46,7 +46,7 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                if id(src) not in self._frozen and id(dst) not in self._frozen:
+                if (id(src), id(dst)) not in self._frozen:
                     self._forward(src, dst, data)
         except OSError:
             pass
@@ -64,6 +64,7 @@ class TcpProxy:
         """Drop every open connection (both sides see a reset/EOF); return how many."""
         with self._lock:
             pairs, self._pairs = self._pairs, []
+            self._frozen.clear()  # ids of closed sockets get reused by new ones
         for pair in pairs:
             for sock in pair:
                 try:
@@ -73,13 +74,17 @@ class TcpProxy:
                 sock.close()
         return len(pairs)
 
-    def freeze(self, blackhole: bool = False) -> None:
-        """Silently drop all traffic of the open connections (no reset, no FIN), as a
-        dead route does; with ``blackhole`` new connections go nowhere too."""
+    def freeze(self, blackhole: bool = False, toward: str = "both") -> None:
+        """Silently drop the traffic of the open connections (no reset, no FIN), as a dead
+        route does: ``toward`` the "server", the "client" or "both"; with ``blackhole`` new
+        connections go nowhere too."""
         self.blackhole = blackhole
         with self._lock:
             for client, upstream in self._pairs:
-                self._frozen.update((id(client), id(upstream)))
+                if toward in ("server", "both"):
+                    self._frozen.add((id(client), id(upstream)))
+                if toward in ("client", "both"):
+                    self._frozen.add((id(upstream), id(client)))
 
     def close(self) -> None:
         self._stopped = True

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from binder_autorun.errors import ConnectionLost
 from binder_autorun.launch import LocalServer
+from binder_autorun.server import JupyterServer, ServerInfo
+from binder_autorun.session import KernelSession
 
 from .conftest import BASE_URL
 from .kernel_driver import LocalKernel, routed_kernel
@@ -73,6 +76,62 @@ def test_dropped_connection_loses_and_repeats_nothing(own_server: LocalServer, p
     status = local.execute("%binder_status").stdout
     assert "connected, 1 reconnect(s)" in status
     assert local.execute("21 * 2").of("execute_result")[0]["data"]["text/plain"] == "42"
+
+
+def _cut_soon(proxy: TcpProxy, after: float = 0.5) -> threading.Thread:
+    cutter = threading.Thread(target=lambda: (time.sleep(after), proxy.cut()))
+    cutter.start()
+    return cutter
+
+
+@pytest.mark.timeout(90)
+def test_cell_lost_on_its_way_is_sent_again_and_runs_once(own_server: LocalServer, proxy: TcpProxy, connect: Connect) -> None:
+    """The server never passed the request on (it was in flight as the connection dropped):
+    the kernel's count shows the cell never ran, so it is sent again, and runs once."""
+    local = connect(f"http://127.0.0.1:{proxy.port}{BASE_URL}", own_server.token)
+    assert local.execute("runs = 0").reply["status"] == "ok"
+    proxy.freeze(toward="server")  # what we send now vanishes on the way
+    cutter = _cut_soon(proxy)
+    result = local.execute("runs += 1\nprint('ran', runs)\nruns", timeout=30)
+    cutter.join()
+    assert result.reply["status"] == "ok", result.text
+    assert result.stdout == "ran 1\n"
+    assert result.of("execute_result")[0]["data"]["text/plain"] == "1"
+    assert proxy.accepted >= 2, "the client never reconnected"
+    assert local.execute("runs").of("execute_result")[0]["data"]["text/plain"] == "1"
+
+
+@pytest.mark.timeout(90)
+def test_cell_that_ran_while_its_messages_were_lost_is_not_run_again(
+    own_server: LocalServer, proxy: TcpProxy, connect: Connect
+) -> None:
+    """The cell ran but all it sent back vanished: the count shows it ran, so the user is told
+    the result was lost, and it is not run a second time."""
+    local = connect(f"http://127.0.0.1:{proxy.port}{BASE_URL}", own_server.token)
+    assert local.execute("runs = 0").reply["status"] == "ok"
+    proxy.freeze(toward="client")  # what the server sends now vanishes on the way
+    cutter = _cut_soon(proxy)
+    result = local.execute("runs += 1\nprint('ran', runs)", timeout=30)
+    cutter.join()
+    assert result.reply["status"] == "error"
+    assert "server lost its result; the cell did run remotely" in _error_text(result)
+    assert result.seconds < 10
+    assert local.execute("runs").of("execute_result")[0]["data"]["text/plain"] == "1"
+
+
+@pytest.mark.timeout(60)
+def test_unnumbered_request_lost_on_its_way_says_it_may_not_have_run(own_server: LocalServer, proxy: TcpProxy) -> None:
+    """A request that takes no number leaves no count to check: the user is told it may not have run."""
+    session = KernelSession.start(JupyterServer(ServerInfo(f"http://127.0.0.1:{proxy.port}{BASE_URL}", own_server.token)))
+    try:
+        proxy.freeze(toward="server")
+        cutter = _cut_soon(proxy)
+        with pytest.raises(ConnectionLost, match="may or may not have run remotely; check its effects"):
+            session.execute("print('helper')", store_history=False, timeout=20)
+        cutter.join()
+        assert session.execute("1").get("status") == "ok"  # the session itself carries on
+    finally:
+        session.shutdown()
 
 
 @pytest.mark.timeout(90)
