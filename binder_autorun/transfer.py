@@ -552,7 +552,11 @@ def makedirs(p):
 def open_tmp(p):
     d, n = _os.path.split(p)
     t = _os.path.join(d, "." + n + ".binder-partial-" + _sec.token_hex(4))
-    _os.close(_os.open(t, _os.O_WRONLY | _os.O_CREAT | _os.O_EXCL, 0o644))
+    try:
+        _os.close(_os.open(t, _os.O_WRONLY | _os.O_CREAT | _os.O_EXCL, 0o644))
+    except BaseException:  # an interrupt after the file exists: the caller never learns its name
+        abort(t)
+        raise
     return t
 def append(t, data):
     with open(t, "ab") as f:
@@ -777,18 +781,23 @@ class KernelTransport(Transport):
         encoded = [(path, base64.b64encode(data).decode("ascii")) for path, data in files]
         answer, interrupted = self._call_through("put_many", encoded, what=f"uploading {len(files)} files")
         result = json.loads(answer)
-        return result["done"], _stopped(result, interrupted, f"uploading {files[result['done']][0]!r}" if result["error"] else "")
+        return result["done"], _stopped(result, interrupted, _doing("uploading", [path for path, _ in files], result["done"]))
 
     def get_many(self, paths: list[str]) -> tuple[list[bytes], BaseException | None]:
         answer, interrupted = self._call_through("read_many", paths, what=f"downloading {len(paths)} files")
         result = json.loads(answer)
         blobs = [base64.b64decode(text) for text in result["files"]]
-        return blobs, _stopped(result, interrupted, f"downloading {paths[len(blobs)]!r}" if result["error"] else "")
+        return blobs, _stopped(result, interrupted, _doing("downloading", paths, len(blobs)))
 
 
     def makedirs(self, path: str) -> None:
         if path not in ("", "."):
             self._call("makedirs", path, what=f"creating the folder {path!r}")
+
+
+def _doing(verb: str, paths: list[str], index: int) -> str:
+    """What a batch was doing when it stopped at ``index`` (past the end: an interrupt after the last file)."""
+    return f"{verb} {paths[index]!r}" if index < len(paths) else f"{verb} {len(paths)} files"
 
 
 def _stopped(result: dict[str, Any], interrupted: bool, what: str) -> BaseException | None:

@@ -260,3 +260,57 @@ def test_an_interrupt_among_kernel_batches_counts_what_landed_and_leaves_no_part
     assert not [name for name in landed if PARTIAL in name]
     for name in landed:  # whatever arrived is whole
         assert (remote / "kstop" / name).read_bytes() == (local / "kstop" / name).read_bytes()
+
+
+def test_an_interrupt_as_the_helper_creates_a_partial_file_leaves_none(tmp_path: Path) -> None:
+    """The remote helper's code, run here: an interrupt landing once the temporary file exists but
+    before its name is returned (the caller could never remove it) removes it itself."""
+    import sys
+    import types
+
+    from binder_autorun.transfer import REMOTE_HELPER
+
+    namespace: dict[str, Any] = {}
+    exec(REMOTE_HELPER, namespace)  # noqa: S102 - our own helper, as the remote kernel runs it
+    helper = sys.modules.pop("_binder_autorun_xfer")
+
+    def interrupted_close(fd: int) -> None:
+        os.close(fd)
+        raise KeyboardInterrupt
+
+    namespace["_os"] = types.SimpleNamespace(**{**vars(os), "close": interrupted_close})
+    with pytest.raises(KeyboardInterrupt):
+        helper.open_tmp(str(tmp_path / "data.bin"))
+    assert list(tmp_path.iterdir()) == []
+    namespace["_os"] = os
+    assert Path(helper.open_tmp(str(tmp_path / "data.bin"))).name.startswith(".data.bin" + PARTIAL)
+
+
+def test_an_interrupt_just_after_a_batchs_last_file_counts_every_file(work: tuple[KernelSession, Path]) -> None:
+    """A Ctrl-C landing in the kernel after a batch's last file was written (or read) leaves
+    nothing undone: all are counted, and the interrupt is reported as such."""
+    session, remote = work
+    transport = kernel(session)
+    (remote / "kl").mkdir()
+    assert transport.put_many([("kl/warm.txt", b"w")]) == (1, None)  # the helper is in the kernel
+    patch = (  # in the helper's own namespace: the interrupt comes just after a file is done
+        "import sys as _s\n"
+        "_g = _s.modules['_binder_autorun_xfer'].put_many.__globals__\n"
+        "_commit, _open = _g['commit'], open\n"
+        "def _late_commit(t, p):\n    _commit(t, p)\n    raise KeyboardInterrupt\n"
+        "class _LateClose:\n"
+        "    def __init__(self, *a): self.f = _open(*a)\n"
+        "    def __enter__(self): return self.f\n"
+        "    def __exit__(self, *e):\n        self.f.close()\n        raise KeyboardInterrupt\n"
+        "_g['commit'] = _late_commit\n"
+    )
+    assert session.execute(patch, store_history=False)["status"] == "ok"
+    done, stopped = transport.put_many([("kl/a.txt", b"one"), ("kl/b.txt", b"two")])
+    assert done == 1 and isinstance(stopped, KeyboardInterrupt), (done, repr(stopped))
+    assert (remote / "kl" / "a.txt").read_bytes() == b"one" and not (remote / "kl" / "b.txt").exists()
+    done, stopped = transport.put_many([("kl/b.txt", b"two")])
+    assert done == 1 and isinstance(stopped, KeyboardInterrupt), (done, repr(stopped))
+    assert (remote / "kl" / "b.txt").read_bytes() == b"two"
+    assert session.execute("_g['commit'], _g['open'] = _commit, _LateClose", store_history=False)["status"] == "ok"
+    blobs, stopped = transport.get_many(["kl/a.txt"])
+    assert blobs == [b"one"] and isinstance(stopped, KeyboardInterrupt)
