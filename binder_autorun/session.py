@@ -151,6 +151,9 @@ class _Run:
     probes: set[str] = field(default_factory=set)
     #: the probe asking the kernel's execution count: did our request run?
     count_probe: str | None = None
+    #: the probe sent when the kernel went idle and no reply followed (ipykernel drops the reply
+    #: of a request an interrupt hits outside the cell's code)
+    idle_probe: str | None = None
     #: control requests whose IOPub status marks "all output before this point has arrived"
     barriers: set[str] = field(default_factory=set)
     #: messages taken from the inbox by the input pump but left for the main thread
@@ -607,6 +610,9 @@ class KernelSession:
         if parent in run.probes:
             if channel == "shell" and parent == run.count_probe:
                 self._on_count(run, event)
+            elif channel == "shell" and parent == run.idle_probe:
+                if run.reply is None:  # answered in order: our reply will never come
+                    run.reply = self._no_reply(run)
             elif channel == "shell":
                 run.probe_answered = now
         elif parent in run.barriers:
@@ -632,6 +638,9 @@ class KernelSession:
             run.idle = True
         elif run.probe_answered is not None and run.reply is None and now - run.probe_answered > self.replay_grace:
             self._reply_missing(run, inbox, now)
+        elif run.idle and run.reply is None and run.idle_probe is None and self.implementation == "ipython":
+            run.idle_probe = self._probe(inbox)  # idle a tick ago and no reply: did the kernel drop it?
+            run.probes.add(run.idle_probe)
         elif (
             now - run.heard > self.kernel_check_after
             and now - run.kernel_checked > self.kernel_check_every
@@ -662,6 +671,18 @@ class KernelSession:
             "The connection dropped as this request was sent and the server kept no trace of it, so it may or "
             "may not have run remotely; check its effects before running it again."
         )
+
+    def _no_reply(self, run: _Run) -> dict[str, Any]:
+        """The reply for a request the kernel finished without one (after an interrupt, as
+        ipykernel does when the interrupt lands outside the cell's code)."""
+        if run.interrupted_at is not None:
+            log.info("the remote kernel was interrupted and ended the request without a reply")
+            ename, evalue = "KeyboardInterrupt", "the remote kernel was interrupted and ended this cell without a reply"
+        else:
+            log.warning("the remote kernel went idle without replying to a request")
+            ename, evalue = "KernelError", ("the remote kernel ended this request without a reply (its log may say why); "
+                                            "check the cell's effects before running it again")
+        return {"status": "error", "ename": ename, "evalue": evalue, "traceback": [], "execution_count": self.execution_count}
 
     def _on_count(self, run: _Run, reply: wire.Message) -> None:
         """The count probe's answer: send our request again if the kernel never ran it."""

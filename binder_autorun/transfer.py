@@ -693,6 +693,8 @@ class KernelHelper:
         return result, bool(reply.get("interrupted"))
 
     def _check(self, reply: dict[str, Any], key: str) -> Any:
+        if reply.get("status") != "ok" and reply.get("ename") == "KeyboardInterrupt":
+            raise KeyboardInterrupt  # interrupted before the call could answer: it tells nothing
         if reply.get("status") != "ok":
             raise KernelCallError(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
         value = (reply.get("user_expressions") or {}).get(key) or {}

@@ -94,6 +94,42 @@ def test_interrupt_stops_the_remote_cell(routed: LocalKernel) -> None:
     assert routed.execute("'still usable'").of("execute_result")[0]["data"]["text/plain"] == "'still usable'"
 
 
+#: the remote kernel's execute handler, wrapped: an interrupt landing outside the cell's code (here,
+#: in a sleep before it) makes ipykernel end the request with no reply, only an idle status
+_PRELUDE = """
+import time as _t
+_k = get_ipython().kernel
+_run = _k.do_execute
+def _prelude(code, *args, **kwargs):
+    if "PRELUDE" in code:
+        _t.sleep(30)
+    if "NOREPLY" in code:
+        raise KeyboardInterrupt
+    return _run(code, *args, **kwargs)
+_k.do_execute = _prelude
+"""
+
+
+@pytest.mark.timeout(60)
+def test_interrupt_the_kernel_drops_the_reply_of_still_ends_the_cell(routed: LocalKernel) -> None:
+    assert routed.execute(_PRELUDE).reply["status"] == "ok"
+    result = routed.execute("'PRELUDE'", interrupt_after=1.0, timeout=20)
+    assert result.seconds < 1.0 + 3.0, "the cell waited past the kernel's idle for a reply that never comes"
+    assert result.reply["status"] == "error" and result.reply["ename"] == "KeyboardInterrupt"
+    assert "interrupted and ended this cell without a reply" in result.of("error")[0]["traceback"][0]
+    assert routed.execute("'still usable'").of("execute_result")[0]["data"]["text/plain"] == "'still usable'"
+
+
+@pytest.mark.timeout(60)
+def test_request_the_kernel_never_answers_fails_in_one_sentence(routed: LocalKernel) -> None:
+    assert routed.execute(_PRELUDE).reply["status"] == "ok"
+    result = routed.execute("'NOREPLY'", timeout=20)
+    assert result.seconds < 3.0
+    assert result.reply["status"] == "error" and result.reply["ename"] == "KernelError"
+    assert "ended this request without a reply" in result.of("error")[0]["traceback"][0]
+    assert routed.execute("'still usable'").of("execute_result")[0]["data"]["text/plain"] == "'still usable'"
+
+
 @pytest.mark.timeout(60)
 def test_completion_and_inspection_come_from_the_remote(routed: LocalKernel) -> None:
     routed.execute("remote_only_variable_xyz = 12345\ndef remote_fn(alpha, beta):\n    'Remote docstring.'")

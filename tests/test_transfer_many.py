@@ -314,3 +314,27 @@ def test_an_interrupt_just_after_a_batchs_last_file_counts_every_file(work: tupl
     assert session.execute("_g['commit'], _g['open'] = _commit, _LateClose", store_history=False)["status"] == "ok"
     blobs, stopped = transport.get_many(["kl/a.txt"])
     assert blobs == [b"one"] and isinstance(stopped, KeyboardInterrupt)
+
+
+def test_a_batch_whose_reply_the_interrupted_kernel_drops_ends_as_an_interrupt(work: tuple[KernelSession, Path], tmp_path: Path) -> None:
+    """ipykernel sends no reply for a request an interrupt hits outside its code (here, held in a
+    sleep before it): the transfer still ends at once, as interrupted, counting what landed."""
+    session, remote = work
+    local = tmp_path / "local"
+    for index in range(3):
+        _write(local / "kdrop" / f"f{index}.txt", b"x" * 100)
+    transport = kernel(session)
+    prelude = (
+        "import time as _t\n_k = get_ipython().kernel\n_run = _k.do_execute\n"
+        "def _prelude(code, *args, **kwargs):\n"
+        "    if 'put_many' in repr(kwargs.get('user_expressions')):\n        _t.sleep(30)\n"
+        "    return _run(code, *args, **kwargs)\n"
+        "_k.do_execute = _prelude\n"
+    )
+    assert session.execute(prelude, store_history=False)["status"] == "ok"
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    started = time.monotonic()
+    with pytest.raises(TransferError, match=r"^Interrupted after 0 file\(s\); no partial file"):
+        Transfer(transport, local, quiet=True).push(["kdrop"])
+    assert time.monotonic() - started < 1.0 + 3.0
+    assert not list((remote / "kdrop").iterdir())
