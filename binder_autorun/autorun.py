@@ -238,11 +238,28 @@ class BinderAutorun(Configurable):
                 self.connect_url()
                 return
             raise NotConnected("Nothing to resume: give --url URL --token T, --local or -r REPO.")
-        self._refuse_if_active()
         if not self.session.alive:
-            raise self.session.channel.lost or NotConnected("The last remote session is closed; connect again.")
+            self._reattach_lost()
+            return
+        self._refuse_if_active()
         self.activate()
         _notice(self._connected_line("back on"))
+
+    def _reattach_lost(self) -> None:
+        """Resume a session whose connection was lost: the same kernel, if its server still has
+        it (the network or the server came back), else the reason it was lost."""
+        lost, target = self.session, self.target
+        assert lost is not None
+        if lost.channel.lost is None or target is None:
+            raise NotConnected("The last remote session is closed; connect again.")
+        lost.server.http.close()  # its pooled connections died with the route
+        try:
+            session = KernelSession.attach(lost.server, lost.kernel_id)
+        except BinderAutorunError as exc:
+            log.info("could not reattach to the lost kernel: %s", exc)
+            raise lost.channel.lost from None
+        self.deactivate()
+        self._take(session, target, str(target.options.get("kernel_name", "")), "reattached to")
 
     def relaunch(self, replay: bool = False) -> None:
         """Launch a fresh server for the last target (after a cull or crash); optionally replay."""
@@ -308,22 +325,27 @@ class BinderAutorun(Configurable):
             except BaseException:
                 self._stop_local_server()
                 raise
+        self._take(session, target, kernel_name, "connected to")
+
+    def _take(self, session: KernelSession, target: Target, kernel_name: str, verb: str) -> None:
+        """Make ``session`` the current one and switch remote mode on."""
         previous = self.session
         if previous is not None and previous.kernel_id == session.kernel_id and previous.server.url == session.server.url:
             session.owns_kernel = previous.owns_kernel
-            self.bridge.attach(session)  # the same kernel: its widgets on the page stay
+            self.bridge.attach(session)  # the same kernel: its widgets on the page stay, its cells ran there
             previous.close()
         else:
             self._forget_session()
             self.bridge.attach(session, adopt=not session.owns_kernel)
+            self.ran = []
         target.options["kernel_name"] = kernel_name
-        self.session, self.target, self.ran = session, target, []
+        self.session, self.target = session, target
         self._reused_ids.clear()  # ids are unique per session; a new one may reuse them again
         if target.reattachable:
             self.saved.put(target.key, session.server.url, session.server.info.token, session.kernel_id)
         self._align_counts_at_connect()
         self.activate()
-        _notice(self._connected_line("connected to"))
+        _notice(self._connected_line(verb))
 
     def _open_session(self, server: JupyterServer, target: Target, kernel_name: str, kernel_id: str) -> KernelSession:
         """Start (or attach) the kernel in as few round trips as the server allows.

@@ -515,14 +515,19 @@ class KernelChannel:
             self._read_until_closed()
         except Exception:  # a bug here must fail waiting cells, not leave them waiting forever
             log.exception("the kernel websocket reader failed")
-            self.declare_lost("the client failed to read its messages (a bug: please report it)")
+            self.declare_lost("the client failed to read its messages (a bug: please report it)", kernel_gone=False)
 
-    def declare_lost(self, reason: str) -> None:
-        """End the channel for good: every waiting and later request fails with ``reason``."""
+    def declare_lost(self, reason: str, kernel_gone: bool = True) -> None:
+        """End the channel for good: every waiting and later request fails with ``reason``.
+        Unless the ``kernel_gone`` for sure, it may still run there, for a bare %binder_on to reattach."""
         if self._lost is None and not self._closed:
+            if kernel_gone:
+                advice = "its state is gone — relaunch with %binder_on --relaunch"
+            else:
+                advice = ("once the server answers again, a bare %binder_on reattaches to the same kernel; "
+                          "if it was culled, %binder_on --relaunch starts afresh")
             self._lost = ConnectionLost(
-                f"Lost the remote kernel at {self.server.url}: {reason}; its state is gone — "
-                "relaunch with %binder_on --relaunch (then %binder_replay to re-run earlier cells)."
+                f"Lost the remote kernel at {self.server.url}: {reason}; {advice} (then %binder_replay to re-run earlier cells)."
             )
             log.info("%s", self._lost)
             self._notify_all(self._lost)
@@ -674,6 +679,7 @@ class KernelChannel:
         deadline = time.monotonic() + self.reconnect_window
         delay = 0.05
         reason = "the connection dropped and could not be re-opened"
+        kernel_gone = False
         self._prober.http.close()  # pooled HTTP connections died with the websocket's route
         if self._ws is not None:
             self._ws.shutdown()  # free the dead socket now, not at garbage collection
@@ -682,10 +688,12 @@ class KernelChannel:
             try:
                 if self._prober.kernel(self.kernel_id, timeout=left) is None:
                     reason = "the server no longer has the kernel (it was shut down or culled)"
+                    kernel_gone = True
                     break
                 self._ws = self._open(max(0.2, deadline - time.monotonic()))
             except AuthError:
                 reason = "the server now rejects the token"
+                kernel_gone = True  # restarted with a new token, or ours revoked: no way back in
                 break
             except ServerUnreachable:
                 reason = "nothing answers at its address any more (the server was shut down or culled)"
@@ -706,5 +714,5 @@ class KernelChannel:
             log.info("kernel websocket reconnected (session %s)", self.session_id)
             self._notify_all(RECONNECTED)  # not a failure: waiting requests check nothing was lost
             return True
-        self.declare_lost(reason)
+        self.declare_lost(reason, kernel_gone)
         return False

@@ -86,6 +86,11 @@ class TcpProxy:
                 if toward in ("client", "both"):
                     self._frozen.add((id(upstream), id(client)))
 
+    def thaw(self) -> None:
+        """The route is back: what froze is dropped (as a dead route's connections are), new connections work."""
+        self.blackhole = False
+        self.cut()
+
     def close(self) -> None:
         self._stopped = True
         self.listener.close()

@@ -230,6 +230,23 @@ def test_network_down_for_good_fails_within_five_seconds(own_server: LocalServer
     assert local.execute("%%local\n'local works'").of("execute_result")[0]["data"]["text/plain"] == "'local works'"
 
 
+@pytest.mark.timeout(90)
+def test_after_a_network_outage_a_bare_binder_on_reattaches_the_same_kernel(
+    own_server: LocalServer, proxy: TcpProxy, connect: Connect
+) -> None:
+    local = connect(f"http://127.0.0.1:{proxy.port}{BASE_URL}", own_server.token)
+    assert local.execute("kept = 'state'").reply["status"] == "ok"
+    proxy.freeze(blackhole=True)
+    lost = local.execute("1 + 1", timeout=30)
+    assert lost.reply["status"] == "error"
+    assert "once the server answers again, a bare %binder_on reattaches to the same kernel" in _error_text(lost)
+    proxy.thaw()
+    back = local.execute("%binder_on", timeout=30)
+    assert back.reply["status"] == "ok", back.text
+    assert "reattached to" in back.text
+    assert local.execute("kept").of("execute_result")[0]["data"]["text/plain"] == "'state'"
+
+
 @pytest.mark.timeout(60)
 def test_kernel_shut_down_behind_our_back(own_server: LocalServer, connect: Connect) -> None:
     """A culled kernel leaves the websocket open and silent: the next cell must not hang."""
