@@ -151,6 +151,8 @@ class _Run:
     probes: set[str] = field(default_factory=set)
     #: the probe asking the kernel's execution count: did our request run?
     count_probe: str | None = None
+    #: sent a second time (it was lost on its way as the connection dropped)
+    resent: bool = False
     #: the probe sent when the kernel went idle and no reply followed (ipykernel drops the reply
     #: of a request an interrupt hits outside the cell's code)
     idle_probe: str | None = None
@@ -638,6 +640,9 @@ class KernelSession:
             run.idle = True
         elif run.probe_answered is not None and run.reply is None and now - run.probe_answered > self.replay_grace:
             self._reply_missing(run, inbox, now)
+        elif (run.probe_answered is not None and not run.expects_reply and not run.idle
+              and run.msg_id not in inbox.heard_from and now - run.probe_answered > self.replay_grace):
+            self._forward_missing(run)
         elif run.idle and run.reply is None and run.idle_probe is None and self.implementation == "ipython":
             run.idle_probe = self._probe(inbox)  # idle a tick ago and no reply: did the kernel drop it?
             run.probes.add(run.idle_probe)
@@ -671,6 +676,19 @@ class KernelSession:
             "The connection dropped as this request was sent and the server kept no trace of it, so it may or "
             "may not have run remotely; check its effects before running it again."
         )
+
+    def _forward_missing(self, run: _Run) -> None:
+        """A forwarded frontend message (a widget event) the kernel answered a later probe before
+        saying anything of: it never arrived. Sent once more; if lost again, given up (never a hang)."""
+        assert run.request is not None
+        run.probe_answered = None
+        if run.resent:
+            log.warning("a %s was lost twice as the connection dropped; giving it up", wire.msg_type(run.request))
+            run.idle = True
+            return
+        log.info("a %s was lost on its way as the connection dropped; sending it again", wire.msg_type(run.request))
+        run.resent = True
+        self.channel.send(run.request)
 
     def _no_reply(self, run: _Run) -> dict[str, Any]:
         """The reply for a request the kernel finished without one (after an interrupt, as

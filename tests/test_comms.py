@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,6 +218,24 @@ def test_a_comm_message_during_a_reconnect_is_delivered_once(own_server: LocalSe
                              "c.on_msg(lambda m: got.append(m['content']['data']))")
         [opened] = _comm_opens(frontend, cell)
         proxy.cut()
+        sent = frontend.send("comm_msg", {"comm_id": opened["comm_id"], "data": {"n": 1}})
+        frontend.wait_idle(sent, timeout=30)
+        assert _value(frontend, "got") == "[{'n': 1}]"
+    finally:
+        frontend.shutdown()
+        proxy.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_comm_message_lost_on_its_way_in_a_drop_is_sent_again_and_delivered_once(own_server: LocalServer, tmp_path: Path) -> None:
+    proxy = TcpProxy(own_server.port)
+    frontend = routed_frontend(tmp_path, own_server.url.replace(f":{own_server.port}", f":{proxy.port}"), own_server.token)
+    try:
+        cell = _ok(frontend, "from comm import create_comm\ngot = []\nc = create_comm(target_name='t')\n"
+                             "c.on_msg(lambda m: got.append(m['content']['data']))")
+        [opened] = _comm_opens(frontend, cell)
+        proxy.freeze(toward="server")  # the widget event vanishes on the way, then the connection drops
+        threading.Timer(0.5, proxy.cut).start()
         sent = frontend.send("comm_msg", {"comm_id": opened["comm_id"], "data": {"n": 1}})
         frontend.wait_idle(sent, timeout=30)
         assert _value(frontend, "got") == "[{'n': 1}]"
