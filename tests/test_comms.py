@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -209,39 +209,35 @@ def test_a_widget_event_for_a_gone_server_says_so(own_server: LocalServer, tmp_p
         frontend.shutdown()
 
 
-@pytest.mark.timeout(90)
-def test_a_comm_message_during_a_reconnect_is_delivered_once(own_server: LocalServer, tmp_path: Path) -> None:
+def _comm_message_through_a_drop(own_server: LocalServer, tmp_path: Path, disturb: Callable[[TcpProxy], object]) -> str:
+    """Open a remote comm, ``disturb`` the connection, send the comm a message: what the remote got."""
     proxy = TcpProxy(own_server.port)
     frontend = routed_frontend(tmp_path, own_server.url.replace(f":{own_server.port}", f":{proxy.port}"), own_server.token)
     try:
         cell = _ok(frontend, "from comm import create_comm\ngot = []\nc = create_comm(target_name='t')\n"
                              "c.on_msg(lambda m: got.append(m['content']['data']))")
         [opened] = _comm_opens(frontend, cell)
-        proxy.cut()
+        disturb(proxy)
         sent = frontend.send("comm_msg", {"comm_id": opened["comm_id"], "data": {"n": 1}})
         frontend.wait_idle(sent, timeout=30)
-        assert _value(frontend, "got") == "[{'n': 1}]"
+        return _value(frontend, "got")
     finally:
         frontend.shutdown()
         proxy.close()
 
 
 @pytest.mark.timeout(60)
+def test_a_comm_message_during_a_reconnect_is_delivered_once(own_server: LocalServer, tmp_path: Path) -> None:
+    assert _comm_message_through_a_drop(own_server, tmp_path, TcpProxy.cut) == "[{'n': 1}]"
+
+
+@pytest.mark.timeout(60)
 def test_a_comm_message_lost_on_its_way_in_a_drop_is_sent_again_and_delivered_once(own_server: LocalServer, tmp_path: Path) -> None:
-    proxy = TcpProxy(own_server.port)
-    frontend = routed_frontend(tmp_path, own_server.url.replace(f":{own_server.port}", f":{proxy.port}"), own_server.token)
-    try:
-        cell = _ok(frontend, "from comm import create_comm\ngot = []\nc = create_comm(target_name='t')\n"
-                             "c.on_msg(lambda m: got.append(m['content']['data']))")
-        [opened] = _comm_opens(frontend, cell)
+    def lose_then_cut(proxy: TcpProxy) -> None:
         proxy.freeze(toward="server")  # the widget event vanishes on the way, then the connection drops
         threading.Timer(0.5, proxy.cut).start()
-        sent = frontend.send("comm_msg", {"comm_id": opened["comm_id"], "data": {"n": 1}})
-        frontend.wait_idle(sent, timeout=30)
-        assert _value(frontend, "got") == "[{'n': 1}]"
-    finally:
-        frontend.shutdown()
-        proxy.close()
+
+    assert _comm_message_through_a_drop(own_server, tmp_path, lose_then_cut) == "[{'n': 1}]"
 
 
 @pytest.mark.timeout(60)
