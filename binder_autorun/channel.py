@@ -519,7 +519,8 @@ class KernelChannel:
 
     def declare_lost(self, reason: str, kernel_gone: bool = True) -> None:
         """End the channel for good: every waiting and later request fails with ``reason``.
-        Unless the ``kernel_gone`` for sure, it may still run there, for a bare %binder_on to reattach."""
+        Unless the kernel is known to be gone (``kernel_gone``), it may still run there, and the
+        sentence says a bare %binder_on reattaches to it."""
         if self._lost is None and not self._closed:
             if kernel_gone:
                 advice = "its state is gone — relaunch with %binder_on --relaunch"
