@@ -600,7 +600,7 @@ class KernelSession:
             self._interrupt(run)
         if isinstance(event, Reconnected):
             if self.implementation == "ipython":  # ipykernel answers shell requests in order
-                run.probes.add(self._probe(inbox))
+                self._probe(run, inbox)
             return
         if event is None:
             self._on_quiet(run, inbox, now)
@@ -644,8 +644,7 @@ class KernelSession:
               and run.msg_id not in inbox.heard_from and now - run.probe_answered > self.replay_grace):
             self._forward_missing(run)
         elif run.idle and run.reply is None and run.idle_probe is None and self.implementation == "ipython":
-            run.idle_probe = self._probe(inbox)  # idle a tick ago and no reply: did the kernel drop it?
-            run.probes.add(run.idle_probe)
+            run.idle_probe = self._probe(run, inbox)  # idle a tick ago and no reply: did the kernel drop it?
         elif (
             now - run.heard > self.kernel_check_after
             and now - run.kernel_checked > self.kernel_check_every
@@ -666,8 +665,7 @@ class KernelSession:
         the reply, or lost the request itself (one sent as the connection dropped never reaches
         the kernel). When the kernel never spoke of the request, its execution count tells which."""
         if run.count_probe is None and run.count_before is not None and run.msg_id not in inbox.heard_from:
-            run.count_probe = self._probe(inbox, count=True)
-            run.probes.add(run.count_probe)
+            run.count_probe = self._probe(run, inbox, count=True)
             run.probe_answered = now  # its answer is due within replay_grace too
             return
         if run.msg_id in inbox.heard_from:
@@ -783,17 +781,19 @@ class KernelSession:
                    "allow_stdin": allow_stdin, "stop_on_error": stop_on_error}
         return wire.make_message("execute_request", content, self.channel.session_id, msg_id=msg_id)
 
-    def _probe(self, inbox: Inbox, count: bool = False) -> str:
-        """Ask kernel_info into ``inbox``: the kernel answers shell requests in order, so
-        its reply arriving before our execute_reply means that reply was lost. With ``count``,
-        a silent execute asking the number the next stored cell will take."""
+    def _probe(self, run: _Run, inbox: Inbox, count: bool = False) -> str:
+        """Ask kernel_info into ``inbox`` (one of ``run``'s probes): the kernel answers shell requests
+        in order, so its reply arriving before our execute_reply means that reply was lost. With
+        ``count``, a silent execute asking the number the next stored cell will take."""
         if count:
             msg = self._execute_request("", silent=True, store_history=False, stop_on_error=False,
                                         user_expressions={"n": "get_ipython().execution_count"})
         else:
             msg = wire.make_message("kernel_info_request", {}, self.channel.session_id)
+        msg_id = str(msg["header"]["msg_id"])
+        run.probes.add(msg_id)
         self.channel.request(msg, inbox)
-        return str(msg["header"]["msg_id"])
+        return msg_id
 
     def _answer_input(self, run: _Run, inbox: Inbox, sink: OutputSink | None, request: wire.Message) -> None:
         """Ask the local user, with what the remote wrote before asking on screen first,
