@@ -141,3 +141,23 @@ def routed_kernel(cwd: Path, url: str, token: str) -> LocalKernel:
         result = local.execute(code)
         assert result.reply["status"] == "ok", result.text
     return local
+
+
+def wrap_remote_execute(hold_on: str = "", fail_on: str = "") -> str:
+    """Code wrapping a remote ipykernel's execute handler: a request whose code or user expressions
+    mention ``hold_on`` sleeps 30 s before its code runs (so an interrupt lands outside the code),
+    one mentioning ``fail_on`` raises KeyboardInterrupt there; either way ipykernel then ends the
+    request with an idle status and no reply."""
+    return f"""
+import time as _t
+_k = get_ipython().kernel
+_run = _k.do_execute
+def _prelude(code, *args, **kwargs):
+    said = code + repr(kwargs.get("user_expressions"))
+    if {hold_on!r} and {hold_on!r} in said:
+        _t.sleep(30)
+    if {fail_on!r} and {fail_on!r} in said:
+        raise KeyboardInterrupt
+    return _run(code, *args, **kwargs)
+_k.do_execute = _prelude
+"""

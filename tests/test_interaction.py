@@ -13,7 +13,7 @@ import pytest
 
 from binder_autorun.launch import LocalServer
 
-from .kernel_driver import LocalKernel, routed_kernel
+from .kernel_driver import LocalKernel, routed_kernel, wrap_remote_execute
 
 
 @pytest.fixture
@@ -94,20 +94,9 @@ def test_interrupt_stops_the_remote_cell(routed: LocalKernel) -> None:
     assert routed.execute("'still usable'").of("execute_result")[0]["data"]["text/plain"] == "'still usable'"
 
 
-#: the remote kernel's execute handler, wrapped: an interrupt landing outside the cell's code (here,
-#: in a sleep before it) makes ipykernel end the request with no reply, only an idle status
-_PRELUDE = """
-import time as _t
-_k = get_ipython().kernel
-_run = _k.do_execute
-def _prelude(code, *args, **kwargs):
-    if "PRELUDE" in code:
-        _t.sleep(30)
-    if "NOREPLY" in code:
-        raise KeyboardInterrupt
-    return _run(code, *args, **kwargs)
-_k.do_execute = _prelude
-"""
+#: an interrupt landing outside the cell's code (held in a sleep before it) makes ipykernel end the
+#: request with no reply, only an idle status
+_PRELUDE = wrap_remote_execute(hold_on="PRELUDE", fail_on="NOREPLY")
 
 
 @pytest.mark.timeout(60)

@@ -21,6 +21,7 @@ import pytest
 from binder_autorun.session import KernelSession
 from binder_autorun.transfer import PARTIAL, ContentsTransport, KernelTransport, Transfer, TransferError, Transport, open_transport
 
+from .kernel_driver import wrap_remote_execute
 from .test_transfer import work  # noqa: F401  (a remote kernel in a fresh folder of the server's root)
 
 FILES = 120
@@ -324,14 +325,8 @@ def test_a_batch_whose_reply_the_interrupted_kernel_drops_ends_as_an_interrupt(w
     for index in range(3):
         _write(local / "kdrop" / f"f{index}.txt", b"x" * 100)
     transport = kernel(session)
-    prelude = (
-        "import time as _t\n_k = get_ipython().kernel\n_run = _k.do_execute\n"
-        "def _prelude(code, *args, **kwargs):\n"
-        "    if 'put_many' in repr(kwargs.get('user_expressions')):\n        _t.sleep(30)\n"
-        "    return _run(code, *args, **kwargs)\n"
-        "_k.do_execute = _prelude\n"
-    )
-    assert session.execute(prelude, store_history=False)["status"] == "ok"
+    # the batch call itself (the helper's install code names put_many too)
+    assert session.execute(wrap_remote_execute(hold_on="put_many(["), store_history=False)["status"] == "ok"
     threading.Timer(1.0, _thread.interrupt_main).start()
     started = time.monotonic()
     with pytest.raises(TransferError, match=r"^Interrupted after 0 file\(s\); no partial file"):
